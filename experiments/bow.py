@@ -1,0 +1,32 @@
+"""Stage bow: python experiments/bow.py DATASET
+
+The bag-of-words baseline on exactly the labelled examples the neural classifiers see: every
+curve budget and the whole pool, for every seed; validation error, and test error on the pool."""
+
+import sys
+
+from common import ROOT, data_dir, load_params
+
+from ulmfit import steps
+from ulmfit.baseline import bow_classifier, bow_probs
+from ulmfit.data import stratified_sample
+from ulmfit.io import write_json
+from ulmfit.train import error_rate
+
+dataset = sys.argv[1]
+p = load_params()
+balanced = p[dataset].get("balanced", True)
+pool, valid, test = (steps.load_prepared(data_dir(dataset), s) for s in ("train", "valid", "test"))
+runs = []
+with steps.measured(record := {"dataset": dataset}):
+    for seed in p["seeds"]:
+        for budget in [b for b in p["curve_budgets"] if b < len(pool)] + ["max"]:
+            train = pool if budget == "max" else pool.subset(stratified_sample(pool.labels, budget, seed, balanced))
+            model = bow_classifier(train)
+            run = {"seed": seed, "budget": budget, "n_train": len(train),
+                   "valid_error": error_rate(bow_probs(model, valid), valid.labels)}
+            if budget == "max":
+                run["test_error"] = error_rate(bow_probs(model, test), test.labels)
+            runs.append(run)
+record["runs"] = runs
+write_json(ROOT / "runs" / "bow" / f"{dataset}.json", record)

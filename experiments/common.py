@@ -1,0 +1,127 @@
+"""Shared by the stage scripts: the active profile (params.yaml) and experiments/variants.yaml,
+checked key by key, resolved into plain configs and output paths."""
+
+import os
+from pathlib import Path
+
+import yaml
+
+from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, from_dict
+from ulmfit.data import DATASETS
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = Path(os.environ.get("ULMFIT_PARAMS", ROOT / "params.yaml"))
+VARIANTS = ROOT / "experiments" / "variants.yaml"
+
+TOP_KEYS = ["seeds", "datasets", "pretrained", "lm_variants", "clf_variants", "curve_budgets", "data", "corpus",
+            "model", "pretrain", "finetune_lm", "clf"]
+DATA_KEYS = ["mirror", "valid_frac", "split_seed", "max_vocab", "min_freq", "workers"]
+PREPARE_KEYS = ["max_train", "max_valid", "max_test", "max_unlabelled", "repartition_test"]
+DATASET_KEYS = ["prepare", "balanced", "finetune_lm", "clf"]
+CORPUS_KEYS = ["name", "max_words"]
+
+
+def _check_keys(section, valid, where):
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where} must be a mapping, got {section!r}")
+    unknown = sorted(set(section) - set(valid))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys are: {', '.join(valid)}")
+
+
+def load_params(path=None):
+    """The profile's params, every key and value checked (a misspelt key names the valid ones)."""
+    path = Path(path or PARAMS)
+    p = yaml.safe_load(path.read_text()) or {}
+    datasets = p.get("datasets", [])
+    _check_keys(p, TOP_KEYS + list(datasets), str(path))
+    for key in TOP_KEYS:
+        if key not in p:
+            raise ConfigError(f"{path}: missing key {key!r}")
+    for name in datasets:
+        if name not in DATASETS:
+            raise ConfigError(f"{path}: datasets lists unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        section = p.get(name) or {}
+        _check_keys(section, DATASET_KEYS, f"{path}: {name}")
+        _check_keys(section.get("prepare", {}), PREPARE_KEYS, f"{path}: {name}.prepare")
+        p[name] = section
+    _check_keys(p["data"], DATA_KEYS, f"{path}: data")
+    _check_keys(p["corpus"], CORPUS_KEYS, f"{path}: corpus")
+    for b in p["curve_budgets"]:
+        if not isinstance(b, int) or b <= 0:
+            raise ConfigError(f"{path}: curve_budgets must be positive whole numbers, got {b!r}")
+    if not p["seeds"]:
+        raise ConfigError(f"{path}: seeds must list at least one seed")
+    variants = load_variants()
+    for key, kind in (("pretrained", "pretrain"), ("lm_variants", "lm"), ("clf_variants", "clf")):
+        for name in p[key]:
+            if name not in variants[kind]:
+                raise ConfigError(f"{path}: {key} lists unknown variant {name!r}; "
+                                  f"experiments/variants.yaml defines: {', '.join(variants[kind])}")
+    # every config section must build
+    model_config(p)
+    from_dict(LMConfig, p["pretrain"], f"{path}: pretrain")
+    for name in datasets:
+        dataset_config(p, name, LMConfig, "finetune_lm")
+        dataset_config(p, name, ClfConfig, "clf")
+    return p
+
+
+def load_variants():
+    return yaml.safe_load(VARIANTS.read_text())
+
+
+def model_config(p, pretrain_variant=None):
+    values = dict(p["model"])
+    if pretrain_variant:
+        values.update({k: v for k, v in load_variants()["pretrain"][pretrain_variant].items() if k != "direction"})
+    return from_dict(ModelConfig, values, "params.yaml: model")
+
+
+def dataset_config(p, dataset, cls, section, overrides=None):
+    values = {**p[section], **(p[dataset].get(section) or {}), **(overrides or {})}
+    return from_dict(cls, values, f"params.yaml: {section} (with {dataset}.{section} and the variant's overrides)")
+
+
+def direction_of_pretrained(name):
+    return load_variants()["pretrain"][name]["direction"] if name else "fwd"
+
+
+def lm_variant(p, dataset, name):
+    """(LMConfig or None, pretrained LM name or None, text, direction) of an LM variant."""
+    v = dict(load_variants()["lm"][name])
+    pretrained, finetune, text = v.pop("pretrained"), v.pop("finetune", True), v.pop("text", "all")
+    cfg = dataset_config(p, dataset, LMConfig, "finetune_lm", v) if finetune else None
+    return cfg, pretrained, text, direction_of_pretrained(pretrained)
+
+
+def clf_variant(p, dataset, name):
+    """(ClfConfig, LM variant name or None, keep_model, direction) of a classifier variant."""
+    v = dict(load_variants()["clf"][name])
+    lm, keep = v.pop("lm"), v.pop("keep_model", False)
+    direction = lm_variant(p, dataset, lm)[3] if lm else "fwd"
+    return dataset_config(p, dataset, ClfConfig, "clf", v), lm, keep, direction
+
+
+def budget(value):
+    """A label budget argument: a number of labelled examples, or 'max' for the whole labelled
+    training pool (0 to the library)."""
+    return 0 if value == "max" else int(value)
+
+
+def data_dir(dataset):
+    return ROOT / "data" / "prepared" / dataset
+
+
+def pretrained_dir(name):
+    return ROOT / "models" / "pretrained" / name
+
+
+def lm_dir(dataset, variant, budget="max", seed=None):
+    if variant == "supervised" and budget != "max":
+        return ROOT / "models" / "lm_curve" / dataset / f"{budget}-{seed}"
+    return ROOT / "models" / "lm" / dataset / variant
+
+
+def clf_dir(dataset, variant, budget, seed):
+    return ROOT / "runs" / "clf" / dataset / f"{variant}-{budget}-{seed}"

@@ -1,0 +1,154 @@
+import pytest
+import torch
+
+from ulmfit.awd_lstm import (AWDLSTM, Classifier, EmbeddingDropout, LanguageModel, LockedDropout, WeightDrop,
+                             ar_tar, concat_pool, transfer_vocab)
+from ulmfit.config import ModelConfig
+
+TINY = ModelConfig(emb_size=8, hidden_size=12, n_layers=3, head_hidden=6)
+NO_DROP = ModelConfig(emb_size=8, hidden_size=12, n_layers=3, head_hidden=6, output_p=0, hidden_p=0, input_p=0,
+                      embed_p=0, weight_p=0, head_p=0)
+
+
+def test_weight_drop_resamples_in_training_is_identity_in_eval_and_trains_the_raw_weight():
+    torch.manual_seed(0)
+    wd = WeightDrop(torch.nn.LSTM(4, 5, batch_first=True), 0.5)
+    x = torch.randn(2, 3, 4)
+    wd.train()
+    wd(x)
+    first = wd.lstm.weight_hh_l0.clone()
+    wd(x)
+    second = wd.lstm.weight_hh_l0.clone()
+    assert not torch.equal(first, second)  # a new mask every forward call
+    zero = first == 0
+    assert 0.3 < zero.float().mean() < 0.7  # about half of the weights dropped
+    assert torch.allclose(first[~zero], 2 * wd.weight_hh_l0_raw[~zero])  # the rest rescaled by 1 / (1 - p)
+    wd.eval()
+    wd(x)
+    assert torch.equal(wd.lstm.weight_hh_l0, wd.weight_hh_l0_raw)
+    wd.train()
+    out, _ = wd(x)
+    out.sum().backward()
+    assert wd.weight_hh_l0_raw.grad is not None and wd.weight_hh_l0_raw.grad.abs().sum() > 0
+    assert "weight_hh_l0" not in dict(wd.lstm.named_parameters())  # only the raw copy is a parameter
+
+
+def test_embedding_dropout_drops_whole_rows_and_rescales():
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(50, 6)
+    dp = EmbeddingDropout(emb, 0.5).train()
+    ids = torch.arange(50).repeat(2, 1)  # every word twice
+    out = dp(ids)
+    dropped = (out[0] == 0).all(dim=1)
+    assert 5 < dropped.sum() < 45
+    assert torch.equal(dropped, (out[1] == 0).all(dim=1))  # a word is dropped everywhere it occurs
+    assert torch.allclose(out[0][~dropped], 2 * emb.weight[~dropped])
+    assert torch.equal(dp.eval()(ids), emb(ids))
+
+
+def test_locked_dropout_keeps_one_mask_over_time():
+    torch.manual_seed(0)
+    x = torch.ones(3, 20, 7)
+    out = LockedDropout(0.5).train()(x)
+    assert torch.equal(out, out[:, :1].expand_as(out))  # same mask at every time step
+    assert not torch.equal(out[0], out[1])  # different masks per sequence
+    assert set(out.unique().tolist()) <= {0.0, 2.0}
+    assert torch.equal(LockedDropout(0.5).eval()(x), x)
+
+
+def test_language_model_ties_weights_and_returns_logits():
+    lm = LanguageModel(30, TINY)
+    assert lm.decoder.weight is lm.encoder.embedding.weight
+    logits, raw, dropped, state = lm(torch.randint(0, 30, (2, 5)))
+    assert logits.shape == (2, 5, 30) and raw.shape == (2, 5, 8) and len(state) == 3
+    assert len(lm.groups()) == 5
+
+
+def test_ar_tar():
+    raw = torch.tensor([[[1.0], [3.0], [6.0]]])
+    dropped = torch.tensor([[[2.0], [0.0], [0.0]]])
+    assert ar_tar(raw, dropped, 2.0, 0.0).item() == pytest.approx(2 * 4 / 3)
+    assert ar_tar(raw, dropped, 0.0, 1.0).item() == pytest.approx((4 + 9) / 2)
+
+
+def test_concat_pool_ignores_padding():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 3)
+    lengths = torch.tensor([4, 2])
+    pooled = concat_pool(x, lengths)
+    assert torch.allclose(pooled[1], torch.cat([x[1, 1], x[1, :2].max(0).values, x[1, :2].mean(0)]))
+    padded = torch.cat([x, torch.full((2, 3, 3), 100.0)], dim=1)
+    assert torch.allclose(concat_pool(padded, lengths), pooled)
+
+
+def test_classifier_output_unchanged_when_padding_is_added():
+    torch.manual_seed(0)
+    clf = Classifier(40, 3, TINY, bptt=4, max_len=6).eval()
+    ids = torch.randint(2, 40, (3, 11))
+    ids[1, 8:] = 1
+    ids[2, 5:] = 1
+    lengths = torch.tensor([11, 8, 5])
+    out = clf(ids, lengths)
+    more_padding = torch.cat([ids, torch.ones(3, 9, dtype=torch.long)], dim=1)
+    assert torch.allclose(clf(more_padding, lengths), out, atol=1e-6)
+    alone = clf(ids[2:, :5], lengths[2:])  # a document gives the same output alone as in a batch
+    assert torch.allclose(alone, out[2:], atol=1e-6)
+
+
+def test_bpt3c_gradients_reach_only_the_last_max_len_tokens():
+    torch.manual_seed(0)
+    clf = Classifier(40, 2, NO_DROP, bptt=3, max_len=5).train()
+    ids = torch.randint(2, 40, (2, 13))
+    ids[1, 9:] = 1
+    lengths = torch.tensor([13, 9])
+    seen = {}
+    clf.encoder.embedding_dropout.register_forward_hook(lambda m, i, o: seen.setdefault("emb", []).append(o))
+
+    def keep_grad(module, inputs, output):
+        if output.requires_grad:
+            output.retain_grad()
+    clf.encoder.embedding_dropout.register_forward_hook(keep_grad)
+    (clf(ids, lengths) ** 2).sum().backward()  # a plain sum is constant under BatchNorm
+    grads = [e.grad for e in seen["emb"] if e.requires_grad]
+    assert len(grads) == 1  # only the tail runs with gradients
+    tail = grads[0]
+    assert tail.shape[1] == 5  # the last max_len tokens
+    assert (tail.abs().sum(dim=2) > 0).all()
+    no_grad = [e for e in seen["emb"] if not e.requires_grad]
+    # prefixes of 8 and 4 tokens, read in chunks of 3 by the documents still in their prefix
+    assert [tuple(e.shape[:2]) for e in no_grad] == [(2, 3), (2, 3), (1, 3)]
+    # the prefix still shapes the output through the carried hidden state
+    with torch.no_grad():
+        clf.eval()
+        changed = ids.clone()
+        changed[0, 0] = (ids[0, 0] + 1) % 38 + 2
+        assert not torch.allclose(clf(ids, lengths)[0], clf(changed, lengths)[0])
+
+
+def test_encoder_packed_lengths_match_unpadded_runs():
+    torch.manual_seed(0)
+    enc = AWDLSTM(30, NO_DROP).eval()
+    ids = torch.randint(2, 30, (2, 6))
+    raw, _, state = enc(ids, torch.tensor([6, 4]))
+    raw_short, _, state_short = enc(ids[1:, :4])
+    assert torch.allclose(raw[-1][1, :4], raw_short[-1][0], atol=1e-6)
+    assert torch.allclose(state[-1][0][:, 1], state_short[-1][0][:, 0], atol=1e-6)
+
+
+def test_classifier_head_layout():
+    clf = Classifier(40, 3, TINY)
+    kinds = [type(m).__name__ for m in clf.head]
+    assert kinds == ["BatchNorm1d", "Dropout", "Linear", "ReLU", "BatchNorm1d", "Dropout", "Linear"]
+    assert clf.head[2].in_features == 3 * 8 and clf.head[2].out_features == 6
+    assert len(clf.groups()) == 5
+
+
+def test_transfer_vocab_copies_shared_rows_and_gives_new_tokens_the_mean():
+    lm = LanguageModel(4, TINY)
+    sd = lm.state_dict()
+    new = transfer_vocab(sd, ["a", "b", "c", "d"], ["c", "z", "a"])
+    emb = sd["encoder.embedding.weight"]
+    assert torch.equal(new["encoder.embedding.weight"][0], emb[2])
+    assert torch.equal(new["encoder.embedding.weight"][2], emb[0])
+    assert torch.allclose(new["encoder.embedding.weight"][1], emb.mean(0))
+    assert torch.allclose(new["decoder.bias"][1], sd["decoder.bias"].mean())

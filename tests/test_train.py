@@ -1,0 +1,195 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ulmfit.awd_lstm import Classifier, LanguageModel
+from ulmfit.config import ClfConfig, LMConfig, ModelConfig
+from ulmfit.text import Docs
+from ulmfit.train import (Averager, bptt_lengths, collate, confusion, error_rate, lm_loss, predict_probs,
+                          sortish_batches, train_classifier, train_lm)
+
+SMALL = ModelConfig(emb_size=16, hidden_size=32, n_layers=3, head_hidden=8)
+
+
+def make_docs(seqs, labels=None):
+    lengths = np.array([len(s) for s in seqs])
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = np.concatenate(seqs).astype(np.int32)
+    return Docs(ids, offsets, None if labels is None else np.asarray(labels, dtype=np.int64))
+
+
+def planted(n, seed, vocab=40):
+    """Class 1 documents contain token 5 somewhere, class 0 documents never do."""
+    rng = np.random.default_rng(seed)
+    seqs, labels = [], []
+    for i in range(n):
+        length = int(rng.integers(6, 30))
+        seq = rng.integers(9, vocab, size=length)
+        seq[0] = 2
+        if i % 2:
+            seq[rng.integers(1, length)] = 5
+        seqs.append(seq)
+        labels.append(i % 2)
+    return make_docs(seqs, labels)
+
+
+def test_tiny_lm_overfits_a_tiny_corpus():
+    # a repeating 10-token pattern: a good LM predicts it almost perfectly
+    pattern = np.array([2, 11, 12, 13, 14, 15, 16, 17, 18, 19])
+    docs = make_docs([pattern] * 40)
+    cfg = LMConfig(epochs=25, batch_size=4, bptt=10, variable_bptt=False, lr=0.01, schedule="constant", discr=1.0,
+                   precision="fp32", weight_decay=0.0)
+    model = LanguageModel(20, ModelConfig(emb_size=16, hidden_size=32, n_layers=2, output_p=0, hidden_p=0, input_p=0,
+                                          embed_p=0, weight_p=0))
+    history = train_lm(model, docs, docs, cfg, seed=0, progress=False)
+    assert history[0]["train_loss"] > 2.0  # starts near ln(20) = 3.0
+    assert history[-1]["valid_loss"] < 0.1  # stated bound: validation loss under 0.1 nats on the memorised pattern
+
+
+def test_tiny_classifier_learns_a_planted_signal():
+    train, valid = planted(200, 0), planted(100, 1)
+    cfg = ClfConfig(epochs=25, batch_size=16, lr=0.01, unfreeze="full", discr=1.0, bptt=8, max_len=40,
+                    precision="fp32")
+    model = Classifier(40, 2, SMALL, cfg.bptt, cfg.max_len)
+    history = train_classifier(model, train, valid, cfg, seed=0, progress=False)
+    assert history[-1]["valid_error"] < 0.1
+    assert min(h["train_loss"] for h in history[-5:]) < history[0]["train_loss"] / 2
+
+
+@pytest.mark.parametrize("strategy", ["gradual", "last", "full", "chain_thaw"])
+def test_which_groups_train_in_each_epoch(strategy):
+    train = planted(40, 0)
+    cfg = ClfConfig(epochs=6, batch_size=8, lr=0.01, unfreeze=strategy, bptt=8, max_len=40, precision="fp32",
+                    weight_decay=0.0)
+    model = Classifier(40, 2, SMALL, cfg.bptt, cfg.max_len)
+    snapshots = [[torch.cat([p.detach().flatten().clone() for p in g]) for g in model.groups()]]
+    train_classifier(model, train, None, cfg, seed=0, progress=False,
+                     on_epoch=lambda r: snapshots.append([torch.cat([p.detach().flatten().clone() for p in g])
+                                                          for g in model.groups()]))
+    changed = [[not torch.equal(a, b) for a, b in zip(before, after)] for before, after in zip(snapshots, snapshots[1:])]
+    expected = {
+        "gradual": [[False] * (4 - e) + [True] * (e + 1) if e < 4 else [True] * 5 for e in range(6)],
+        "last": [[False] * 4 + [True]] * 6,
+        "full": [[True] * 5] * 6,
+        "chain_thaw": [[False] * 4 + [True]] + [[g == e for g in range(5)] for e in range(4)] + [[True] * 5],
+    }[strategy]
+    assert changed == expected
+
+
+def test_averaged_sgd_weights_are_the_mean_of_the_iterates_since_the_switch():
+    w = torch.nn.Parameter(torch.zeros(3))
+    iterates = []
+    avg = None
+    for k in range(8):
+        w.data = torch.randn(3)
+        if k == 3:
+            avg = Averager([w])  # the switch: w_T is the first averaged iterate
+        elif avg:
+            avg.update()
+        if avg:
+            iterates.append(w.detach().clone())
+    assert torch.allclose(avg.mean[0], torch.stack(iterates).mean(0), atol=1e-6)
+    live = w.detach().clone()
+    avg.swap()
+    assert torch.allclose(w, torch.stack(iterates).mean(0), atol=1e-6)
+    avg.swap()
+    assert torch.equal(w.detach(), live)
+
+
+def test_asgd_switches_to_averaging_when_validation_stops_improving():
+    pattern = np.array([2, 11, 12, 13, 14, 15, 16, 17, 18, 19])
+    docs = make_docs([pattern] * 20)
+    noise = make_docs([np.random.default_rng(0).integers(2, 20, 200)])  # validation the LM cannot learn
+    cfg = LMConfig(epochs=6, batch_size=4, bptt=10, optimizer="asgd", lr=1.0, schedule="constant", discr=1.0,
+                   nonmono=1, precision="fp32", variable_bptt=False)
+    model = LanguageModel(20, SMALL)
+    history = train_lm(model, docs, noise, cfg, seed=0, progress=False)
+    assert any(h["averaging"] for h in history) and not history[0]["averaging"]
+
+
+def test_same_seed_gives_identical_numbers():
+    def run():
+        train, valid = planted(60, 0), planted(30, 1)
+        cfg = ClfConfig(epochs=3, batch_size=8, bptt=8, max_len=16)
+        torch.manual_seed(3)
+        model = Classifier(40, 2, SMALL, cfg.bptt, cfg.max_len)
+        history = train_classifier(model, train, valid, cfg, seed=3, progress=False)
+        return history, predict_probs(model, valid)
+    (h1, p1), (h2, p2) = run(), run()
+    assert h1 == h2
+    assert np.array_equal(p1, p2)
+
+
+def test_lm_resume_after_interruption_gives_the_same_weights(tmp_path):
+    docs = make_docs([np.random.default_rng(i).integers(2, 20, 50) for i in range(20)])
+    cfg = LMConfig(epochs=2, batch_size=4, bptt=10, ckpt_every=3, precision="fp32")
+
+    def fresh():
+        torch.manual_seed(0)
+        return LanguageModel(20, SMALL)
+
+    full = fresh()
+    train_lm(full, docs, docs, cfg, seed=1, progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    calls = {"n": 0}
+    resume = tmp_path / "lm.resume.pt"
+    interrupted = fresh()
+    original_step = torch.optim.AdamW.step
+
+    def failing_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 8:  # mid-epoch, after the checkpoint at step 6
+            raise Interrupt()
+        return original_step(self, *a, **k)
+
+    torch.optim.AdamW.step = failing_step
+    try:
+        with pytest.raises(Interrupt):
+            train_lm(interrupted, docs, docs, cfg, seed=1, resume_path=resume, progress=False)
+    finally:
+        torch.optim.AdamW.step = original_step
+    assert resume.exists()
+    resumed = fresh()
+    train_lm(resumed, docs, docs, cfg, seed=1, resume_path=resume, progress=False)
+    assert not resume.exists()
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_variable_bptt_covers_the_stream():
+    rng = np.random.default_rng(0)
+    lens = bptt_lengths(1001, 70, True, rng)
+    assert sum(lens) == 1000 and min(lens[:-1]) >= 5
+    assert bptt_lengths(141, 70, False, rng) == [70, 70]
+
+
+def test_sortish_batches_and_collate():
+    docs = planted(100, 0)
+    batches = sortish_batches(docs.lengths, 16, np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(100))
+    ids, lengths, labels, index = collate(docs, batches[0])
+    assert (lengths[:-1] >= lengths[1:]).all()  # longest first
+    assert ids.shape == (len(index), int(lengths[0]))
+    for row, i in enumerate(index):
+        assert ids[row, : lengths[row]].tolist() == docs[i].tolist()
+        assert (ids[row, lengths[row]:] == 1).all()
+
+
+def test_error_rate_and_confusion():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    labels = np.array([0, 1, 1])
+    assert error_rate(probs, labels) == pytest.approx(1 / 3)
+    assert confusion(probs, labels, 2).tolist() == [[1, 0], [1, 1]]
+
+
+def test_lm_loss_of_a_uniform_model_is_log_vocab():
+    model = LanguageModel(20, SMALL)
+    torch.nn.init.zeros_(model.encoder.embedding.weight)  # tied decoder: zero logits everywhere
+    docs = make_docs([np.arange(2, 20)] * 10)
+    loss = lm_loss(model, docs, LMConfig(batch_size=2, bptt=5, precision="fp32"))
+    assert loss == pytest.approx(math.log(20), rel=1e-5)

@@ -1,0 +1,141 @@
+"""The `ulmfit` command: one subcommand per step of ULMFiT.
+
+Model and training knobs are set with `--set key=value ...` over the paper's defaults (see
+ulmfit/config.py for every key), or read from a params file section with `--params FILE`.
+"""
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+
+import yaml
+
+from .config import ClfConfig, ConfigError, LMConfig, ModelConfig, from_dict
+
+
+def parse_sets(pairs):
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def configs(args, train_cls):
+    """(ModelConfig, train config) from --params/--section and --set, every key checked."""
+    values = {}
+    if args.params:
+        with open(args.params) as f:
+            params = yaml.safe_load(f) or {}
+        values.update(params.get("model", {}))
+        values.update(params.get(args.section, {}) if args.section else {})
+    values.update(parse_sets(args.set))
+    model_keys = {f.name for f in fields(ModelConfig)}
+    train_keys = {f.name for f in fields(train_cls)}
+    unknown = sorted(set(values) - model_keys - train_keys)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)}; valid keys are: {', '.join(sorted(model_keys | train_keys))}")
+    model = from_dict(ModelConfig, {k: v for k, v in values.items() if k in model_keys}, "model")
+    train = from_dict(train_cls, {k: v for k, v in values.items() if k in train_keys}, train_cls.__name__)
+    return model, train
+
+
+def add_config_args(p):
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override a config value (see ulmfit/config.py)")
+    p.add_argument("--params", help="a params.yaml to read model and training values from")
+    p.add_argument("--section", help="the params section holding the training values")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="ulmfit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="load, split, tokenize and numericalize a dataset")
+    p.add_argument("--dataset", required=True, help="imdb, trec, ag_news, wikipedia_en, wikitext-103, ...")
+    p.add_argument("--out", required=True)
+    p.add_argument("--mirror", default=None, help="local mirror directory (<dataset>/<split>.parquet)")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
+                   help="valid_frac, split_seed, max_vocab, min_freq, max_valid, max_test, max_unlabelled, max_words, repartition_test, workers")
+
+    p = sub.add_parser("pretrain", help="pretrain a language model on a prepared general-domain corpus")
+    p.add_argument("--corpus", required=True, help="prepared corpus directory")
+    p.add_argument("--out", required=True)
+    p.add_argument("--direction", choices=("fwd", "bwd"), default="fwd")
+    add_config_args(p)
+
+    p = sub.add_parser("finetune-lm", help="fine-tune a language model on a prepared target dataset")
+    p.add_argument("--data", required=True, help="prepared dataset directory")
+    p.add_argument("--out", required=True)
+    p.add_argument("--pretrained", help="pretrained model directory (omit to start from random weights)")
+    p.add_argument("--direction", choices=("fwd", "bwd"), default="fwd")
+    p.add_argument("--text", choices=("all", "labelled"), default="all")
+    p.add_argument("--budget", type=int, default=0, help="with --text labelled: number of labelled examples")
+    p.add_argument("--no-training", action="store_true", help="only map the vocabulary (no LM fine-tuning)")
+    add_config_args(p)
+
+    p = sub.add_parser("train-clf", help="train a classifier on a prepared dataset")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--lm", help="fine-tuned language model directory (omit to train from scratch)")
+    p.add_argument("--direction", choices=("fwd", "bwd"), default="fwd")
+    p.add_argument("--budget", type=int, default=0, help="labelled examples (0 = all)")
+    p.add_argument("--proportional", action="store_true", help="sample the budget in proportion to class frequency")
+    add_config_args(p)
+
+    p = sub.add_parser("evaluate", help="test error of classifiers and of their ensemble")
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", action="append", required=True, help="classifier directory (repeat to ensemble)")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--device", default=None)
+
+    p = sub.add_parser("predict", help="print the label and probability for each text")
+    p.add_argument("--model", action="append", required=True, help="classifier directory (repeat to ensemble)")
+    p.add_argument("texts", nargs="+", help="texts to classify ('-' reads one text per line from stdin)")
+    p.add_argument("--device", default=None)
+    return parser
+
+
+def run(args):
+    from . import steps
+
+    if args.command == "prepare":
+        info = steps.prepare(args.dataset, args.out, mirror=args.mirror, **parse_sets(args.set))
+        print(json.dumps(info, indent=2))
+    elif args.command == "pretrain":
+        model_cfg, lm_cfg = configs(args, LMConfig)
+        steps.pretrain(args.corpus, args.out, model_cfg, lm_cfg, args.direction, args.seed, args.device)
+    elif args.command == "finetune-lm":
+        model_cfg, lm_cfg = configs(args, LMConfig)
+        steps.finetune_lm(args.data, args.out, None if args.no_training else lm_cfg, args.pretrained, model_cfg,
+                          args.direction, args.text, args.budget, True, args.seed, args.device)
+    elif args.command == "train-clf":
+        model_cfg, clf_cfg = configs(args, ClfConfig)
+        r = steps.train_clf(args.data, args.out, clf_cfg, args.lm, model_cfg, args.direction, args.budget,
+                            not args.proportional, args.seed, True, args.device)
+        print(f"validation error {r['valid_error']:.4f} ({r['n_train']} training examples)")
+    elif args.command == "evaluate":
+        models = {f"model{i}": m for i, m in enumerate(args.model)}
+        print(json.dumps(steps.evaluate(args.data, models, args.out, args.device), indent=2))
+    elif args.command == "predict":
+        texts = sys.stdin.read().splitlines() if args.texts == ["-"] else args.texts
+        for label, prob in steps.predict(args.model, texts, args.device):
+            print(f"{label}\t{prob:.4f}")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, OSError) as e:  # our errors name the problem and the fix
+        print(f"ulmfit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

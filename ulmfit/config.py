@@ -1,0 +1,145 @@
+"""Plain configuration values for the model and the three kinds of training.
+
+Every knob is a dataclass field with the paper's value (or fastai's, where the paper is silent)
+as its default. `from_dict` builds a config from a params.yaml section and rejects unknown keys
+and impossible values with a message that names the key and the fix.
+"""
+
+from dataclasses import asdict, dataclass, fields, replace
+
+PRECISIONS = ("fp32", "bf16")
+
+
+class ConfigError(ValueError):
+    """A params value or key is wrong; the message names it and says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """AWD-LSTM sizes and dropouts. Defaults are the paper's (section 4.1)."""
+
+    emb_size: int = 400
+    hidden_size: int = 1150
+    n_layers: int = 3
+    output_p: float = 0.4  # dropout on the last LSTM layer's output ("layers")
+    hidden_p: float = 0.3  # variational dropout between LSTM layers ("RNN layers")
+    input_p: float = 0.4  # variational dropout on the embedding output ("input embedding layer")
+    embed_p: float = 0.05  # embedding dropout: whole words dropped
+    weight_p: float = 0.5  # DropConnect on every hidden-to-hidden matrix
+    head_hidden: int = 50  # classifier: hidden units of the first linear block
+    head_p: float = 0.1  # classifier: dropout before the last linear block
+
+
+PAPER_MODEL = ModelConfig()
+VANILLA_MODEL = ModelConfig(output_p=0.0, hidden_p=0.0, input_p=0.0, embed_p=0.0, weight_p=0.0)
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Language-model training: general-domain pretraining and target-task fine-tuning."""
+
+    epochs: int = 1
+    batch_size: int = 64
+    bptt: int = 70
+    variable_bptt: bool = True  # AWD-LSTM: N(bptt, 5), bptt/2 with p=0.05, lr scaled by length
+    optimizer: str = "adam"  # "adam" (beta1 0.7, beta2 0.99) or "asgd" (NT-ASGD)
+    lr: float = 0.004  # the top layer group's peak rate
+    schedule: str = "stlr"  # "stlr", "constant" or "cos"
+    cut_frac: float = 0.1
+    ratio: float = 32.0
+    discr: float = 2.6  # discriminative factor between layer groups; 1.0 = uniform
+    beta1: float = 0.7
+    beta2: float = 0.99
+    weight_decay: float = 0.01
+    clip: float = 0.25  # max gradient norm; 0 = off
+    alpha: float = 2.0  # AR
+    beta: float = 1.0  # TAR
+    nonmono: int = 5  # NT-ASGD: evaluations without improvement before averaging starts
+    eval_every: int = 0  # steps between validations (0 = once per epoch)
+    max_tokens: int = 0  # train on at most this many tokens of the corpus (0 = all)
+    max_valid_tokens: int = 0  # validate on at most this many tokens (0 = all)
+    precision: str = "bf16"
+    ckpt_every: int = 200  # steps between resumable checkpoints
+
+
+@dataclass(frozen=True)
+class ClfConfig:
+    """Classifier fine-tuning. Defaults are the paper's ULMFiT recipe (freez + discr + stlr)."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 0.01
+    body_lr: float = 0.0  # if > 0, every group below the head uses this rate (chain-thaw)
+    schedule: str = "stlr"
+    cut_frac: float = 0.1
+    ratio: float = 32.0
+    discr: float = 2.6
+    unfreeze: str = "gradual"  # "gradual", "last", "full" or "chain_thaw"
+    beta1: float = 0.7
+    beta2: float = 0.99
+    weight_decay: float = 0.01
+    clip: float = 0.25
+    bptt: int = 70  # BPT3C chunk length
+    max_len: int = 1400  # BPT3C: gradients and pooling cover the last max_len tokens
+    early_stop: bool = False  # keep the epoch with the best validation error
+    patience: int = 0  # stop after this many epochs without improvement (0 = never)
+    precision: str = "bf16"
+    ckpt_every: int = 200  # steps between resumable checkpoints
+
+
+CHOICES = {
+    "optimizer": ("adam", "asgd"),
+    "schedule": ("stlr", "constant", "cos"),
+    "unfreeze": ("gradual", "last", "full", "chain_thaw"),
+    "precision": PRECISIONS,
+}
+POSITIVE = {  # must be > 0
+    "emb_size", "hidden_size", "n_layers", "head_hidden", "epochs", "batch_size", "bptt", "lr",
+    "ratio", "discr", "max_len", "nonmono", "ckpt_every", "beta1", "beta2",
+}
+PROBABILITIES = {"output_p", "hidden_p", "input_p", "embed_p", "weight_p", "head_p", "cut_frac"}
+
+
+def from_dict(cls, values, where="params"):
+    """Build config `cls` from a mapping, checking every key and value."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {type(values).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys are: {', '.join(known)}"
+        )
+    out = {}
+    for key, value in values.items():
+        default = known[key].default
+        kind = type(default)
+        if kind is bool:
+            ok = isinstance(value, bool)
+        elif kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        else:
+            ok = isinstance(value, kind) and not isinstance(value, bool)
+        if not ok:
+            raise ConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
+        out[key] = value
+    cfg = replace(cls(), **out)
+    check(cfg, where)
+    return cfg
+
+
+def check(cfg, where="params"):
+    """Reject values no training could use; returns cfg."""
+    for key, value in asdict(cfg).items():
+        if key in POSITIVE and not value > 0:
+            raise ConfigError(f"{where}.{key} must be > 0, got {value!r}")
+        if key in PROBABILITIES and not 0 <= value < 1:
+            raise ConfigError(f"{where}.{key} must be in [0, 1), got {value!r}")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise ConfigError(f"{where}.{key} must be one of {', '.join(CHOICES[key])}; got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"{where}.{key} must not be negative, got {value!r}")
+    return cfg

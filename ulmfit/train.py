@@ -1,0 +1,413 @@
+"""Training loops: language models over contiguous BPTT streams (Adam or NT-ASGD) and
+classifiers over length-sorted batches (BPT3C), plus prediction and evaluation.
+
+Both loops are deterministic for a seed on CPU: the data order of epoch e comes from the
+generator (seed, e), and a resumable checkpoint (model, optimizer, RNG, position) is written
+atomically every `ckpt_every` steps and at each epoch end, so an interrupted run continues
+where it stopped and ends with the same weights as an uninterrupted one.
+"""
+
+import math
+import os
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .awd_lstm import ar_tar, detach_state
+from .io import save_torch
+from .schedules import group_rates, learning_rate, trainable_groups
+
+
+def autocast(precision, device):
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def make_optimizer(cfg, groups, rates):
+    params = [{"params": g, "lr": r, "base_lr": r} for g, r in zip(groups, rates)]
+    if getattr(cfg, "optimizer", "adam") == "asgd":
+        return torch.optim.SGD(params, lr=rates[-1], weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=rates[-1], betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+
+
+def set_rates(opt, factor):
+    for g in opt.param_groups:
+        g["lr"] = g["base_lr"] * factor
+
+
+class Averager:
+    """Running mean of parameters since averaging started (AWD-LSTM's averaged SGD).
+
+    After start(w_T) and update(w_T+1) ... update(w_K), `mean` holds 1/(K-T+1) * sum(w_i).
+    """
+
+    def __init__(self, params):
+        self.params = list(params)
+        self.count = 1
+        self.mean = [p.detach().clone() for p in self.params]
+
+    def update(self):
+        self.count += 1
+        for m, p in zip(self.mean, self.params):
+            m.add_(p.detach() - m, alpha=1.0 / self.count)
+
+    def swap(self):
+        """Exchange the live parameters and the average (call twice to undo)."""
+        for m, p in zip(self.mean, self.params):
+            tmp = p.detach().clone()
+            p.data.copy_(m)
+            m.copy_(tmp)
+
+    def state_dict(self):
+        return {"count": self.count, "mean": self.mean}
+
+    def load_state_dict(self, state):
+        self.count = state["count"]
+        for m, s in zip(self.mean, state["mean"]):
+            m.copy_(s)
+
+
+class Resume:
+    """A resumable training state at `path`, written atomically; None disables it."""
+
+    def __init__(self, path, every):
+        self.path, self.every = path, every
+
+    def load(self):
+        if self.path and os.path.exists(self.path):
+            return torch.load(self.path, weights_only=False)
+        return None
+
+    def save(self, state):
+        if self.path:
+            save_torch(self.path, state)
+
+    def clear(self):
+        if self.path and os.path.exists(self.path):
+            os.remove(self.path)
+
+
+def rng_state():
+    return torch.get_rng_state()
+
+
+def progress_bar(total, desc, progress):
+    return tqdm(total=total, desc=desc, leave=False, disable=None if progress is None else not progress, mininterval=2)
+
+
+# ---------------------------------------------------------------- language models
+
+
+def cap_tokens(docs, max_tokens, seed):
+    """A seeded subset of whole documents holding about `max_tokens` tokens (0 = all)."""
+    if not max_tokens or docs.n_tokens <= max_tokens:
+        return docs
+    order = np.random.default_rng(seed).permutation(len(docs))
+    keep = order[: int(np.searchsorted(np.cumsum(docs.lengths[order]), max_tokens)) + 1]
+    return docs.subset(np.sort(keep))
+
+
+def bptt_lengths(n, bptt, variable, rng):
+    """Sequence lengths covering a stream of n columns (n - 1 prediction steps).
+
+    AWD-LSTM's variable BPTT: the base is bptt with probability 0.95, else bptt / 2, and the
+    length is drawn from N(base, 5), at least 5.
+    """
+    lens, i = [], 0
+    while i < n - 1:
+        length = bptt
+        if variable:
+            base = bptt if rng.random() < 0.95 else bptt / 2
+            length = max(5, int(rng.normal(base, 5)))
+        length = min(length, n - 1 - i)
+        lens.append(length)
+        i += length
+    return lens
+
+
+def lm_epoch(docs, batch_size, bptt, variable, seed, epoch):
+    """One epoch's data: documents shuffled and concatenated, cut into batch_size rows [bs, n],
+    and the BPTT lengths that cover it."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(docs))
+    stream = np.concatenate([docs[i] for i in order]) if len(docs) else np.zeros(0, np.int32)
+    n = len(stream) // batch_size
+    if n < 2:
+        raise ValueError(
+            f"the language-model corpus has {len(stream)} tokens, too few for batch size {batch_size}; "
+            "use more text or a smaller batch size"
+        )
+    data = torch.from_numpy(stream[: n * batch_size].astype(np.int64).reshape(batch_size, n))
+    return data, bptt_lengths(n, bptt, variable, rng)
+
+
+@torch.no_grad()
+def lm_loss(model, docs, cfg, device="cpu", seed=0):
+    """Mean next-token cross-entropy over a document stream (documents in order, fixed BPTT)."""
+    was_training = model.training
+    model.eval()
+    stream = np.concatenate([docs[i] for i in range(len(docs))]).astype(np.int64)
+    bs = max(1, min(cfg.batch_size, (len(stream) - 1) // cfg.bptt))
+    n = len(stream) // bs
+    data = torch.from_numpy(stream[: n * bs].reshape(bs, n)).to(device)
+    total, count, state = 0.0, 0, None
+    for i in range(0, n - 1, cfg.bptt):
+        length = min(cfg.bptt, n - 1 - i)
+        x, y = data[:, i : i + length], data[:, i + 1 : i + 1 + length]
+        with autocast(cfg.precision, device):
+            logits, _, _, state = model(x, state)
+        total += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+        count += y.numel()
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=None, resume_path=None,
+             progress=None):
+    """Train a LanguageModel; returns the per-epoch history (train loss, validation loss/perplexity).
+
+    Adam: AdamW(beta1, beta2) with the schedule and discriminative rates of `cfg`. ASGD: SGD at
+    the scheduled rate until the validation loss has not improved for `nonmono` evaluations, then
+    the weights are averaged over every iterate since that switch (NT-ASGD, Merity et al. 2017).
+    """
+    torch.manual_seed(seed)
+    model.to(device)
+    train_docs = cap_tokens(train_docs, cfg.max_tokens, seed)
+    valid_docs = cap_tokens(valid_docs, cfg.max_valid_tokens, seed) if valid_docs is not None else None
+    plans = [lm_epoch(train_docs, cfg.batch_size, cfg.bptt, cfg.variable_bptt, seed, e)[1] for e in range(cfg.epochs)]
+    total_steps = sum(len(p) for p in plans)
+    groups = model.groups()
+    opt = make_optimizer(cfg, groups, group_rates(len(groups), cfg.lr, cfg.discr))
+    params = [p for g in groups for p in g]
+    resume = Resume(resume_path, cfg.ckpt_every)
+    pos = {"epoch": 0, "batch": 0, "step": 0, "state": None, "loss_sum": 0.0, "loss_n": 0}
+    history, valid_losses, averager = [], [], None
+
+    saved = resume.load()
+    if saved:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        torch.set_rng_state(saved["rng"])
+        pos, history, valid_losses = saved["pos"], saved["history"], saved["valid_losses"]
+        if saved["averager"] is not None:
+            averager = Averager(params)
+            averager.load_state_dict(saved["averager"])
+
+    def checkpoint():
+        resume.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng_state(), "pos": pos,
+                     "history": history, "valid_losses": valid_losses,
+                     "averager": averager.state_dict() if averager else None})
+
+    def validate():
+        nonlocal averager
+        if valid_docs is None:
+            return None
+        if averager:
+            averager.swap()
+        loss = lm_loss(model, valid_docs, cfg, device)
+        if averager:
+            averager.swap()
+        trigger = len(valid_losses) > cfg.nonmono and loss > min(valid_losses[: -cfg.nonmono])
+        valid_losses.append(loss)
+        if cfg.optimizer == "asgd" and averager is None and trigger:
+            averager = Averager(params)
+        return loss
+
+    model.train()
+    for epoch in range(pos["epoch"], cfg.epochs):
+        data, lens = lm_epoch(train_docs, cfg.batch_size, cfg.bptt, cfg.variable_bptt, seed, epoch)
+        data = data.to(device)
+        state = pos["state"]
+        start = sum(lens[: pos["batch"]])
+        bar = progress_bar(len(lens), f"LM epoch {epoch + 1}/{cfg.epochs}", progress)
+        bar.update(pos["batch"])
+        valid_loss = None
+        for b in range(pos["batch"], len(lens)):
+            length = lens[b]
+            x, y = data[:, start : start + length], data[:, start + 1 : start + 1 + length]
+            start += length
+            factor = learning_rate(cfg.schedule, pos["step"], total_steps, 1.0, cfg.cut_frac, cfg.ratio)
+            set_rates(opt, factor * (length / cfg.bptt if cfg.variable_bptt else 1.0))
+            with autocast(cfg.precision, device):
+                logits, raw, dropped, state = model(x, state)
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+                total = loss + ar_tar(raw, dropped, cfg.alpha, cfg.beta)
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+            opt.step()
+            if averager:
+                averager.update()
+            state = detach_state(state)
+            pos.update(batch=b + 1, step=pos["step"] + 1, state=state, loss_sum=pos["loss_sum"] + loss.item(),
+                       loss_n=pos["loss_n"] + 1)
+            bar.update(1)
+            if cfg.eval_every and pos["step"] % cfg.eval_every == 0:
+                valid_loss = validate()
+                model.train()
+            if pos["step"] % cfg.ckpt_every == 0:
+                checkpoint()
+        bar.close()
+        if not cfg.eval_every:
+            valid_loss = validate()
+        record = {"epoch": epoch + 1, "step": pos["step"], "train_loss": pos["loss_sum"] / max(pos["loss_n"], 1)}
+        if valid_loss is not None:
+            record.update(valid_loss=valid_loss, valid_ppl=math.exp(min(valid_loss, 50)))
+        record["averaging"] = averager is not None
+        history.append(record)
+        if on_epoch:
+            on_epoch(record)
+        pos = {"epoch": epoch + 1, "batch": 0, "step": pos["step"], "state": None, "loss_sum": 0.0, "loss_n": 0}
+        model.train()
+        checkpoint()
+    if averager:
+        averager.swap()  # the averaged weights are the result
+    resume.clear()
+    model.eval()
+    return history
+
+
+# ---------------------------------------------------------------- classifiers
+
+
+def sortish_batches(lengths, batch_size, rng, pool=50):
+    """Batches of similar length: shuffle, sort pools of pool * batch_size by length, cut into
+    batches, shuffle the batches. Batches of one document are dropped (BatchNorm needs two)."""
+    order = rng.permutation(len(lengths))
+    batches = []
+    for i in range(0, len(order), batch_size * pool):
+        chunk = order[i : i + batch_size * pool]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    batches = [b for b in batches if len(b) > 1]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def collate(docs, index, pad_idx=1, device="cpu"):
+    """Right-padded ids [B, T], lengths and labels for documents `index`, longest first."""
+    index = np.asarray(index)
+    index = index[np.argsort(-docs.lengths[index], kind="stable")]
+    lengths = docs.lengths[index]
+    ids = np.full((len(index), int(lengths.max())), pad_idx, dtype=np.int64)
+    for row, i in enumerate(index):
+        ids[row, : lengths[row]] = docs[i]
+    labels = None if docs.labels is None else torch.from_numpy(docs.labels[index]).to(device)
+    return torch.from_numpy(ids).to(device), torch.from_numpy(lengths.astype(np.int64)), labels, index
+
+
+@torch.no_grad()
+def predict_probs(model, docs, batch_size=64, device="cpu", precision="bf16"):
+    """Class probabilities [N, C] for every document, in the documents' order."""
+    was_training = model.training
+    model.eval()
+    order = np.argsort(-docs.lengths, kind="stable")
+    out = np.zeros((len(docs), model.head[-1].out_features), dtype=np.float32)
+    for i in range(0, len(order), batch_size):
+        ids, lengths, _, index = collate(docs, order[i : i + batch_size], model.encoder.pad_idx, device)
+        with autocast(precision, device):
+            logits = model(ids, lengths)
+        out[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def error_rate(probs, labels):
+    return float((np.asarray(probs).argmax(1) != np.asarray(labels)).mean())
+
+
+def confusion(probs, labels, n_classes):
+    """Counts [true class, predicted class]."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(m, (np.asarray(labels), np.asarray(probs).argmax(1)), 1)
+    return m
+
+
+def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=None, resume_path=None,
+                     progress=None):
+    """Fine-tune a Classifier with `cfg`'s unfreezing strategy, schedule and discriminative rates.
+
+    One schedule spans all T iterations of all epochs. With early_stop the weights of the epoch
+    with the lowest validation error are kept. Returns the per-epoch history.
+    """
+    torch.manual_seed(seed)
+    model.to(device)
+    plans = [sortish_batches(train_docs.lengths, cfg.batch_size, np.random.default_rng([seed, e]))
+             for e in range(cfg.epochs)]
+    if not plans[0]:
+        raise ValueError(f"the training set has {len(train_docs)} document(s); a classifier needs at least 2")
+    total_steps = sum(len(p) for p in plans)
+    groups = model.groups()
+    opt = make_optimizer(cfg, groups, group_rates(len(groups), cfg.lr, cfg.discr, cfg.body_lr))
+    resume = Resume(resume_path, cfg.ckpt_every)
+    pos = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "loss_n": 0}
+    history, best = [], {"error": math.inf, "epoch": 0, "state": None, "since": 0}
+    saved = resume.load()
+    if saved:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        torch.set_rng_state(saved["rng"])
+        pos, history, best = saved["pos"], saved["history"], saved["best"]
+
+    def checkpoint():
+        resume.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng_state(), "pos": pos,
+                     "history": history, "best": best})
+
+    for epoch in range(pos["epoch"], cfg.epochs):
+        train_mask = trainable_groups(cfg.unfreeze, epoch, len(groups))
+        for group, on in zip(groups, train_mask):
+            for p in group:
+                p.requires_grad_(on)
+        live = [p for group, on in zip(groups, train_mask) if on for p in group]
+        model.train()
+        batches = plans[epoch]
+        bar = progress_bar(len(batches), f"classifier epoch {epoch + 1}/{cfg.epochs}", progress)
+        bar.update(pos["batch"])
+        for b in range(pos["batch"], len(batches)):
+            ids, lengths, labels, _ = collate(train_docs, batches[b], model.encoder.pad_idx, device)
+            set_rates(opt, learning_rate(cfg.schedule, pos["step"], total_steps, 1.0, cfg.cut_frac, cfg.ratio))
+            with autocast(cfg.precision, device):
+                logits = model(ids, lengths)
+            loss = F.cross_entropy(logits.float(), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip:
+                torch.nn.utils.clip_grad_norm_(live, cfg.clip)
+            opt.step()
+            pos.update(batch=b + 1, step=pos["step"] + 1, loss_sum=pos["loss_sum"] + loss.item(), loss_n=pos["loss_n"] + 1)
+            bar.update(1)
+            if pos["step"] % cfg.ckpt_every == 0:
+                checkpoint()
+        bar.close()
+        record = {"epoch": epoch + 1, "step": pos["step"], "train_loss": pos["loss_sum"] / max(pos["loss_n"], 1),
+                  "trainable_groups": sum(train_mask)}
+        last = epoch == cfg.epochs - 1
+        if valid_docs is not None and (cfg.early_stop or last):
+            record["valid_error"] = error_rate(predict_probs(model, valid_docs, cfg.batch_size, device, cfg.precision),
+                                               valid_docs.labels)
+            if cfg.early_stop and record["valid_error"] < best["error"]:
+                best = {"error": record["valid_error"], "epoch": epoch + 1, "since": 0,
+                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            elif cfg.early_stop:
+                best["since"] += 1
+        history.append(record)
+        if on_epoch:
+            on_epoch(record)
+        pos = {"epoch": epoch + 1, "batch": 0, "step": pos["step"], "loss_sum": 0.0, "loss_n": 0}
+        stop = cfg.early_stop and cfg.patience and best["since"] >= cfg.patience
+        if stop:
+            pos["epoch"] = cfg.epochs
+        checkpoint()
+        if stop:
+            break
+    if cfg.early_stop and best["state"] is not None:
+        model.load_state_dict(best["state"])
+    for p in model.parameters():
+        p.requires_grad_(True)
+    resume.clear()
+    model.eval()
+    return history
