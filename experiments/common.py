@@ -43,6 +43,10 @@ def load_params(path=None):
             raise ConfigError(f"{path}: datasets lists unknown dataset {name!r}; known: {', '.join(DATASETS)}")
         section = p.get(name) or {}
         _check_keys(section, DATASET_KEYS, f"{path}: {name}")
+        missing = [k for k in DATASET_KEYS if k not in section]
+        if missing:
+            raise ConfigError(f"{path}: section {name!r} lacks {', '.join(missing)}; every dataset section lists "
+                              f"{', '.join(DATASET_KEYS)} (an empty mapping {{}} keeps the defaults)")
         _check_keys(section.get("prepare", {}), PREPARE_KEYS, f"{path}: {name}.prepare")
         p[name] = section
     _check_keys(p["data"], DATA_KEYS, f"{path}: data")

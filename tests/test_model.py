@@ -36,14 +36,14 @@ def test_weight_drop_resamples_in_training_is_identity_in_eval_and_trains_the_ra
 def test_embedding_dropout_drops_whole_rows_and_rescales():
     torch.manual_seed(0)
     emb = torch.nn.Embedding(50, 6)
-    dp = EmbeddingDropout(emb, 0.5).train()
+    dp = EmbeddingDropout(0.5).train()
     ids = torch.arange(50).repeat(2, 1)  # every word twice
-    out = dp(ids)
+    out = dp(emb, ids)
     dropped = (out[0] == 0).all(dim=1)
     assert 5 < dropped.sum() < 45
     assert torch.equal(dropped, (out[1] == 0).all(dim=1))  # a word is dropped everywhere it occurs
     assert torch.allclose(out[0][~dropped], 2 * emb.weight[~dropped])
-    assert torch.equal(dp.eval()(ids), emb(ids))
+    assert torch.equal(dp.eval()(emb, ids), emb(ids))
 
 
 def test_locked_dropout_keeps_one_mask_over_time():
@@ -62,6 +62,7 @@ def test_language_model_ties_weights_and_returns_logits():
     logits, raw, dropped, state = lm(torch.randint(0, 30, (2, 5)))
     assert logits.shape == (2, 5, 30) and raw.shape == (2, 5, 8) and len(state) == 3
     assert len(lm.groups()) == 5
+    assert sorted(k for k in lm.state_dict() if "embedding" in k) == ["encoder.embedding.weight"]
 
 
 def test_ar_tar():

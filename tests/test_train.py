@@ -6,6 +6,7 @@ import torch
 
 from ulmfit.awd_lstm import Classifier, LanguageModel
 from ulmfit.config import ClfConfig, LMConfig, ModelConfig
+from ulmfit.optim import AdamW
 from ulmfit.text import Docs
 from ulmfit.train import (Averager, bptt_lengths, collate, confusion, error_rate, lm_loss, predict_probs,
                           sortish_batches, train_classifier, train_lm)
@@ -139,7 +140,7 @@ def test_lm_resume_after_interruption_gives_the_same_weights(tmp_path):
     calls = {"n": 0}
     resume = tmp_path / "lm.resume.pt"
     interrupted = fresh()
-    original_step = torch.optim.AdamW.step
+    original_step = AdamW.step
 
     def failing_step(self, *a, **k):
         calls["n"] += 1
@@ -147,12 +148,12 @@ def test_lm_resume_after_interruption_gives_the_same_weights(tmp_path):
             raise Interrupt()
         return original_step(self, *a, **k)
 
-    torch.optim.AdamW.step = failing_step
+    AdamW.step = failing_step
     try:
         with pytest.raises(Interrupt):
             train_lm(interrupted, docs, docs, cfg, seed=1, resume_path=resume, progress=False)
     finally:
-        torch.optim.AdamW.step = original_step
+        AdamW.step = original_step
     assert resume.exists()
     resumed = fresh()
     train_lm(resumed, docs, docs, cfg, seed=1, resume_path=resume, progress=False)

@@ -32,16 +32,16 @@ class LockedDropout(nn.Module):
 class EmbeddingDropout(nn.Module):
     """Drops whole words: rows of the embedding matrix are zeroed, the others rescaled."""
 
-    def __init__(self, embedding, p):
+    def __init__(self, p):
         super().__init__()
-        self.embedding, self.p = embedding, p
+        self.p = p
 
-    def forward(self, ids):
-        weight = self.embedding.weight
+    def forward(self, embedding, ids):
+        weight = embedding.weight
         if self.training and self.p > 0:
             mask = weight.new_empty(weight.size(0), 1).bernoulli_(1 - self.p) / (1 - self.p)
             weight = weight * mask
-        return F.embedding(ids, weight, self.embedding.padding_idx)
+        return F.embedding(ids, weight, embedding.padding_idx)
 
 
 class WeightDrop(nn.Module):
@@ -87,7 +87,7 @@ class AWDLSTM(nn.Module):
         self.cfg, self.vocab_size, self.pad_idx = cfg, vocab_size, pad_idx
         self.embedding = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=pad_idx)
         self.embedding.weight.data.uniform_(-0.1, 0.1)
-        self.embedding_dropout = EmbeddingDropout(self.embedding, cfg.embed_p)
+        self.embedding_dropout = EmbeddingDropout(cfg.embed_p)
         sizes = [cfg.emb_size] + [cfg.hidden_size] * (cfg.n_layers - 1) + [cfg.emb_size]
         self.rnns = nn.ModuleList(
             WeightDrop(nn.LSTM(sizes[i], sizes[i + 1], batch_first=True), cfg.weight_p) for i in range(cfg.n_layers)
@@ -96,7 +96,7 @@ class AWDLSTM(nn.Module):
         self.hidden_dropouts = nn.ModuleList(LockedDropout(cfg.hidden_p) for _ in range(cfg.n_layers - 1))
 
     def forward(self, ids, lengths=None, state=None):
-        x = self.input_dropout(self.embedding_dropout(ids))
+        x = self.input_dropout(self.embedding_dropout(self.embedding, ids))
         raw, dropped, new_state = [], [], []
         for i, rnn in enumerate(self.rnns):
             layer_state = None if state is None else state[i]

@@ -19,9 +19,9 @@ once per process and memoized, which is what makes this much faster than fastai 
 
 import html
 import itertools
+import operator
 import os
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -38,10 +38,10 @@ SPECIAL_TOKENS = [UNK, PAD, BOS, EOS, FLD, REP, WREP, UP, MAJ]  # fastai's order
 _HTML_FIXES = [('#39;', "'"), ('amp;', '&'), ('#146;', "'"), ('nbsp;', ' '), ('#36;', '$'), ('\\n', '\n'),
                ('quot;', "'"), ('<br />', '\n'), ('\\"', '"'), ('<unk>', UNK), (' @.@ ', '.'), (' @-@ ', '-'),
                ('...', ' …')]
-_RE_REP = re.compile(r'(\S)(\1{2,})')  # a character repeated 3+ times
+_RE_REP = re.compile(r'(\S)\1\1+')  # a character repeated 3+ times (fastai: (\S)(\1{2,}), same matches)
 _RE_WREP = re.compile(r'(?:\s|^)(\w+)\s+((?:\1\s+)+)\1(\s|\W|$)')  # a word repeated 3+ times (fastai's regex)
 _RE_SPACES = re.compile(' {2,}')
-_RE_WS = re.compile(r' ?(\s*[^\S ]\s*)')  # a whitespace run holding more than plain spaces (see _pieces)
+_RE_WS = re.compile(r'[^\S ]\s*')  # whitespace other than single spaces (see _pieces)
 _RE_CAPS = re.compile(r'[A-Z][^a-z\s]+')  # replace_all_caps: an all-caps word of 2+ characters
 _RE_MAJ = re.compile(r'[A-Z][^A-Z\s]+')  # replace_maj: a capitalized word of 2+ characters
 
@@ -53,7 +53,7 @@ def _fix_html(t):
 
 
 def _rep(m):
-    return f' {REP} {len(m[2]) + 1} {m[1]} '
+    return f' {REP} {len(m[0])} {m[1]} '
 
 
 def _wrep(m):
@@ -66,15 +66,19 @@ def _pieces(text):
     spaCy splits on single spaces, and a whitespace run other than one space becomes a token (minus one
     leading space). Those runs are turned into their own pieces, with fastai's replace_space ('▁') applied.
     """
-    t = _RE_WREP.sub(_wrep, _RE_REP.sub(_rep, _fix_html(text)))
+    t = _RE_REP.sub(_rep, _fix_html(text))
+    words = t.split()
+    if any(map(operator.eq, words, words[1:])):  # wrep needs two equal words in a row; skip its slow regex if none
+        t = _RE_WREP.sub(_wrep, t)
     t = t.replace('/', ' / ').replace('#', ' # ').replace('\\', ' \\ ')
     t = _RE_SPACES.sub(' ', t).strip()
-    t = _RE_WS.sub(lambda m: ' ' + m[1].replace(' ', '▁') + ' ', t)
+    t = _RE_WS.sub(lambda m: ' ' + m[0].replace(' ', '▁') + ' ', t).replace('  ', ' ')  # drop spaCy's separator
     return t.split(' ')
 
 
 _CACHE = {}  # piece (original case) -> tuple of tokens; one per process
 _CACHE_MAX = 2_000_000
+_UNMERGED = {}  # piece -> its tokens before the special-case matcher, for the few pieces where it merged tokens
 
 
 def _piece_tokens(w):
@@ -86,7 +90,11 @@ def _piece_tokens(w):
         else:
             # a word matching both rules (e.g. 'A1') gets xxup: fastai lowercases it before replace_maj
             mark = (UP,) if _RE_CAPS.fullmatch(w) else (MAJ,) if _RE_MAJ.fullmatch(w) else ()
-            toks = mark + tuple(_merge_specials(_spacy_chunk(w.lower())))
+            toks = mark + tuple(_spacy_chunk(w.lower()))
+            if not _PATTERNS.keys().isdisjoint(toks):
+                unmerged, toks = toks, tuple(_merge_specials(toks))
+                if toks != unmerged:
+                    _UNMERGED[w] = unmerged
         if len(_CACHE) < _CACHE_MAX:
             _CACHE[w] = toks
     return toks
@@ -96,35 +104,45 @@ def tokenize(text: str) -> list[str]:
     """Tokenize one text exactly as fastai's `Tokenizer(SpacyTokenizer())` does: ['xxbos', 'xxmaj', ...]."""
     if not isinstance(text, str):
         raise TypeError(f'tokenize expects a str, got {type(text).__name__}')
+    pieces, get = _pieces(text), _CACHE.get
     toks = [BOS]
-    for w in _pieces(text):
-        toks += _piece_tokens(w)
-    return toks
+    for w in pieces:
+        toks += get(w) or _piece_tokens(w)
+    if _UNMERGED.keys().isdisjoint(pieces):
+        return toks
+    # spaCy's matcher runs over the whole text: a run of tokens spelling an exception across a space is rejected
+    # but still blocks the overlapping matches inside the pieces ("shape:) )." keeps ':', ')', ')').
+    toks, owner = [BOS], [-1]
+    for k, w in enumerate(pieces):
+        unmerged = _UNMERGED.get(w) or _piece_tokens(w)
+        toks += unmerged
+        owner += [k] * len(unmerged)
+    return _merge_specials(toks, owner)
 
 
 def _tokenize_chunk(texts):
     return [tokenize(t) for t in texts]
 
 
-def tokenize_texts(texts, workers: int = 2, progress=None) -> list[list[str]]:
-    """Tokenize many texts in `workers` processes (order preserved). progress: None shows a tqdm bar only
-    on a terminal, True always, False never."""
-    texts = list(texts)
-    size = max(1, min(1000, len(texts) // (8 * max(workers, 1)) or 1))
-    chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+def _collect(results, total, progress):
     out = []
-    with tqdm(total=len(texts), disable=None if progress is None else not progress, unit='doc') as bar:
-        if workers <= 1 or len(chunks) == 1:
-            results = map(_tokenize_chunk, chunks)
-            for r in results:
-                out += r
-                bar.update(len(r))
-        else:
-            with get_context().Pool(workers) as pool:
-                for r in pool.imap(_tokenize_chunk, chunks):
-                    out += r
-                    bar.update(len(r))
+    with tqdm(total=total, disable=None if progress is None else not progress, unit='doc') as bar:
+        for r in results:
+            out += r
+            bar.update(len(r))
     return out
+
+
+def tokenize_texts(texts, workers: int = 2, progress=None) -> list[list[str]]:
+    """Tokenize many texts in `workers` processes, in chunks, order preserved. progress: None shows a tqdm bar
+    only on a terminal, True always, False never."""
+    texts = list(texts)
+    size = min(1000, max(1, len(texts) // (8 * max(workers, 1))))
+    chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+    if workers <= 1 or len(chunks) <= 1:
+        return _collect(map(_tokenize_chunk, chunks), len(texts), progress)
+    with get_context().Pool(workers) as pool:
+        return _collect(pool.imap(_tokenize_chunk, chunks), len(texts), progress)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -133,8 +151,8 @@ def tokenize_texts(texts, workers: int = 2, progress=None) -> list[list[str]]:
 
 def _find_suffix(s):
     """Length of the suffix of s (0 if none): the leftmost position from which a suffix rule matches to the
-    end. Only the tail is searched; suffixes are short (long '...' runs were rewritten by fix_html)."""
-    start = max(0, len(s) - 40)
+    end. Only the tail is searched first: after fastai's rules suffixes are short (no '...' or other runs)."""
+    start = max(0, len(s) - 10)
     m = _SUFFIX.search(s, start)
     if m and m.start() == start and start:
         m = _SUFFIX.search(s)
@@ -143,6 +161,8 @@ def _find_suffix(s):
 
 def _spacy_chunk(s, specials=True):
     """spaCy's tokens of one chunk without whitespace (before the special-case matcher)."""
+    if s.isascii() and s.isalpha():  # fast path: no affix, infix or URL rule applies to plain letters
+        return list(_SPECIALS.get(s, (s,))) if specials else [s]
     prefixes, suffixes = [], []
     last = -1
     while s and len(s) != last:
@@ -169,7 +189,7 @@ def _spacy_chunk(s, specials=True):
     if s:
         if specials and s in _SPECIALS:
             toks += _SPECIALS[s]
-        elif _URL.match(s) if '@' not in s else _URL_AUTH.match(s):
+        elif '.' in s and (_URL.match(s) if '@' not in s else _URL_AUTH.match(s)):  # every URL has a dot
             toks.append(s)
         else:  # split on infixes, e.g. 'dyn-o-mite' -> dyn - o - mite; an infix at the very start is ignored
             start = 0
@@ -187,16 +207,17 @@ def _spacy_chunk(s, specials=True):
     return toks
 
 
-def _merge_specials(toks):
+def _merge_specials(toks, owner=None):
     """spaCy's special-case matcher: token runs spelling an exception are replaced by its tokens
-    (e.g. 'smile:)' splits into smile : ) and ': )' is merged back into ':)'). Longest, then leftmost wins."""
+    (e.g. 'smile:)' splits into smile : ) and ': )' is merged back into ':)'). Longest, then leftmost wins;
+    a run is merged only if it lies within one piece (owner[i]: the piece of token i; None: all one piece)."""
     spans = [(i, i + len(pat)) for i, t in enumerate(toks) for pat in _PATTERNS.get(t, ())
              if tuple(toks[i:i + len(pat)]) == pat]
     if not spans:
-        return toks
+        return list(toks)
     seen, keep = set(), {}
     for a, b in sorted(spans, key=lambda span: (span[0] - span[1], span[0])):
-        if a not in seen and b - 1 not in seen:
+        if a not in seen and b - 1 not in seen and (owner is None or owner[a] == owner[b - 1]):
             keep[a] = b
         seen.update(range(a, b))
     out, i = [], 0
@@ -294,14 +315,16 @@ class Docs:
         arrays = dict(ids=self.ids, offsets=self.offsets)
         if self.labels is not None:
             arrays['labels'] = self.labels
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or '.', prefix='.tmp-', suffix='.npz')
+        tmp = f'{path}.{os.getpid()}.tmp'
         try:
-            with os.fdopen(fd, 'wb') as f:
+            with open(tmp, 'wb') as f:
                 np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     @classmethod
     def load(cls, path) -> 'Docs':

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .awd_lstm import ar_tar, detach_state
 from .io import save_torch
+from .optim import SGD, AdamW
 from .schedules import group_rates, learning_rate, trainable_groups
 
 
@@ -30,8 +31,8 @@ def autocast(precision, device):
 def make_optimizer(cfg, groups, rates):
     params = [{"params": g, "lr": r, "base_lr": r} for g, r in zip(groups, rates)]
     if getattr(cfg, "optimizer", "adam") == "asgd":
-        return torch.optim.SGD(params, lr=rates[-1], weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=rates[-1], betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+        return SGD(params, weight_decay=cfg.weight_decay)
+    return AdamW(params, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
 
 
 def set_rates(opt, factor):
@@ -236,7 +237,7 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
                 logits, raw, dropped, state = model(x, state)
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
                 total = loss + ar_tar(raw, dropped, cfg.alpha, cfg.beta)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             total.backward()
             if cfg.clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.clip)
@@ -373,7 +374,7 @@ def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", o
             with autocast(cfg.precision, device):
                 logits = model(ids, lengths)
             loss = F.cross_entropy(logits.float(), labels)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             if cfg.clip:
                 torch.nn.utils.clip_grad_norm_(live, cfg.clip)
