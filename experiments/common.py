@@ -16,7 +16,7 @@ VARIANTS = ROOT / "experiments" / "variants.yaml"
 TOP_KEYS = ["seeds", "datasets", "pretrained", "lm_variants", "clf_variants", "curve_budgets", "data", "corpus",
             "model", "pretrain", "finetune_lm", "clf"]
 DATA_KEYS = ["mirror", "valid_frac", "split_seed", "max_vocab", "min_freq", "workers"]
-PREPARE_KEYS = ["max_train", "max_valid", "max_test", "max_unlabelled", "repartition_test"]
+PREPARE_KEYS = ["max_vocab", "min_freq", "max_train", "max_valid", "max_test", "max_unlabelled", "repartition_test"]
 DATASET_KEYS = ["prepare", "balanced", "finetune_lm", "clf"]
 CORPUS_KEYS = ["name", "max_words"]
 

@@ -11,4 +11,4 @@ p = load_params()
 if name == "corpus":
     steps.prepare(p["corpus"]["name"], data_dir("corpus"), max_words=p["corpus"].get("max_words", 0), **p["data"])
 else:
-    steps.prepare(name, data_dir(name), **p["data"], **p[name].get("prepare", {}))
+    steps.prepare(name, data_dir(name), **{**p["data"], **p[name]["prepare"]})

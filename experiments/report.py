@@ -183,7 +183,7 @@ def main(root=ROOT):
             for target in (ax, ax_all):
                 sub = curve[curve.dataset == name]
                 sns.lineplot(data=sub, x="examples", y="error", hue="method", marker="o", ax=target, errorbar=None)
-                for (method, g), color in zip(sub.groupby("method", sort=False), sns.color_palette()):
+                for (_, g), color in zip(sub.groupby("method", sort=False), sns.color_palette()):
                     g = g.sort_values("examples")
                     target.fill_between(g.examples, g.error - g.ci, g.error + g.ci, alpha=0.2, color=color)
                 target.set(xscale="log", xlabel="labelled training examples", ylabel="validation error (%)", title=name)

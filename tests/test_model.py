@@ -1,8 +1,17 @@
 import pytest
 import torch
 
-from ulmfit.awd_lstm import (AWDLSTM, Classifier, EmbeddingDropout, LanguageModel, LockedDropout, WeightDrop,
-                             ar_tar, concat_pool, transfer_vocab)
+from ulmfit.awd_lstm import (
+    AWDLSTM,
+    Classifier,
+    EmbeddingDropout,
+    LanguageModel,
+    LockedDropout,
+    WeightDrop,
+    ar_tar,
+    concat_pool,
+    transfer_vocab,
+)
 from ulmfit.config import ModelConfig
 
 TINY = ModelConfig(emb_size=8, hidden_size=12, n_layers=3, head_hidden=6)

@@ -8,8 +8,18 @@ from ulmfit.awd_lstm import Classifier, LanguageModel
 from ulmfit.config import ClfConfig, LMConfig, ModelConfig
 from ulmfit.optim import AdamW
 from ulmfit.text import Docs
-from ulmfit.train import (Averager, bptt_lengths, collate, confusion, error_rate, lm_loss, predict_probs,
-                          sortish_batches, train_classifier, train_lm)
+from ulmfit.train import (
+    Averager,
+    bptt_lengths,
+    collate,
+    confusion,
+    error_rate,
+    lm_loss,
+    predict_probs,
+    sortish_batches,
+    train_classifier,
+    train_lm,
+)
 
 SMALL = ModelConfig(emb_size=16, hidden_size=32, n_layers=3, head_hidden=8)
 

@@ -63,7 +63,7 @@ class WeightDrop(nn.Module):
         raw = self.weight_hh_l0_raw
         w = F.dropout(raw, self.p, training=True) if self.training and self.p > 0 else raw.view_as(raw)
         # nn.LSTM picks the tensor up through its _flat_weights list (RNNBase.__setattr__).
-        setattr(self.lstm, "weight_hh_l0", w)
+        self.lstm.weight_hh_l0 = w
 
     def forward(self, x, state=None):
         self._set_weight()

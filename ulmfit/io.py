@@ -41,6 +41,28 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+@contextmanager
+def atomic_dir(path):
+    """Yield a temporary directory beside `path`; on success it replaces `path` as a whole.
+
+    On any error the temporary directory is removed and the previous `path` is left untouched,
+    so a failed step never leaves a half-written output directory.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old")
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_text(path, text):
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -8,7 +8,6 @@ labelled training pool, after the validation split is carved out), valid.npz, te
 where the dataset has them, unlabelled.npz. A language corpus has train.npz and valid.npz.
 """
 
-import json
 import resource
 import time
 from contextlib import contextmanager
@@ -21,9 +20,10 @@ import torch
 from . import data as D
 from .awd_lstm import Classifier, LanguageModel, transfer_vocab
 from .checkpoint import check_vocab, load_model, load_weights, model_config, read, save_model
-from .io import read_json, write_json
+from .config import LMConfig
+from .io import atomic_dir, read_json, write_json
 from .text import Docs, Vocab, numericalize, tokenize, tokenize_texts
-from .train import confusion, error_rate, predict_probs, train_classifier, train_lm
+from .train import confusion, error_rate, lm_loss, predict_probs, train_classifier, train_lm
 
 
 def default_device():
@@ -32,11 +32,14 @@ def default_device():
 
 @contextmanager
 def measured(record):
-    """Fill `record` with the wall time and the peak resident memory of this process and its children."""
+    """Fill `record` with the start and end times, the wall time and the peak resident memory of
+    this process and its children."""
     start = time.time()
     yield record
     peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    record.update(wall_s=round(time.time() - start, 2), peak_mem_mb=round(peak_kb / 1024, 1))
+    end = time.time()
+    record.update(started=round(start, 2), finished=round(end, 2), wall_s=round(end - start, 2),
+                  peak_mem_mb=round(peak_kb / 1024, 1))
 
 
 def dvclive_logger(directory):
@@ -76,76 +79,74 @@ def _cap(n, limit, seed, labels=None):
     return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
 
 
-def prepare(dataset, out_dir, mirror=None, valid_frac=0.1, split_seed=42, max_vocab=60000, min_freq=3,
-            max_train=0, max_valid=0, max_test=0, max_unlabelled=0, max_words=0, repartition_test=0.0, workers=2,
-            progress=None):
-    """Load, split, tokenize and numericalize one dataset into `out_dir`; returns its info dict.
+def read_splits(dataset, info, mirror=None, valid_frac=0.1, split_seed=42, max_train=0, max_valid=0, max_test=0,
+                max_unlabelled=0, max_words=0, repartition_test=0.0):
+    """The texts (and labels) of each split to prepare: train (the labelled pool), valid, test
+    and unlabelled for a classification dataset; train and valid for a language-model corpus.
 
     The validation split is carved from train first (seeded, stratified); then the max_* caps
-    take seeded stratified subsets of the remaining labelled pool, validation, test and
-    unlabelled texts (0 = no cap). repartition_test > 0 splits the official test split into
-    train and test (for AG News offline, whose train split is unavailable).
+    take seeded stratified subsets (0 = no cap). repartition_test > 0 splits the official test
+    split into train and test (AG News offline, whose train split is unavailable).
     """
-    out_dir = Path(out_dir)
     spec = D.spec(dataset)
-    info = {"dataset": dataset, "classes": list(spec.classes), "skipped_empty": {}}
-    splits = {}  # name -> (texts, labels)
+    splits = {}
 
-    def take(split_texts, split_labels, name):
-        texts, labels, skipped = _clean(split_texts, split_labels, f"{dataset}/{name}")
-        info["skipped_empty"][name] = skipped
-        splits[name] = (texts, labels)
+    def keep(name, texts, labels, cap=0):
+        texts, labels, info["skipped_empty"][name] = _clean(texts, labels, f"{dataset}/{name}")
+        idx = _cap(len(texts), cap, split_seed, labels)
+        splits[name] = ([texts[i] for i in idx], None if labels is None else labels[idx])
 
-    if not spec.label:  # a language-model corpus
+    if not spec.label:  # a language-model corpus: one document per article
         for split, name in (("train", "train"), ("validation", "valid")):
-            lines = D.load(dataset, split, mirror)["text"]
-            articles = D.wiki_articles(lines)
+            articles = D.wiki_articles(D.load(dataset, split, mirror)["text"])
             if name == "train" and max_words:
                 order = np.random.default_rng(split_seed).permutation(len(articles))
                 words = np.cumsum([len(articles[i].split()) for i in order])
                 articles = [articles[i] for i in np.sort(order[: int(np.searchsorted(words, max_words)) + 1])]
-            take(articles, None, name)
+            keep(name, articles, None)
+        return splits
+    if repartition_test:
+        texts, labels = D.texts_and_labels(D.load(dataset, "test", mirror), dataset)
+        train_idx, test_idx = D.train_valid_split(labels, repartition_test, split_seed)
+        info["repartitioned"] = (f"official test split ({len(labels):,} rows) re-partitioned, stratified and seeded: "
+                                 f"{len(train_idx):,} train, {len(test_idx):,} test")
+        train = ([texts[i] for i in train_idx], labels[train_idx])
+        test = ([texts[i] for i in test_idx], labels[test_idx])
     else:
-        if repartition_test:
-            texts, labels = D.texts_and_labels(D.load(dataset, "test", mirror), dataset)
-            train_idx, test_idx = D.train_valid_split(labels, repartition_test, split_seed)
-            info["repartitioned"] = f"official test split ({len(labels)} rows) re-partitioned: {len(train_idx)} train, {len(test_idx)} test"
-            train = ([texts[i] for i in train_idx], labels[train_idx])
-            test = ([texts[i] for i in test_idx], labels[test_idx])
-        else:
-            train = D.texts_and_labels(D.load(dataset, "train", mirror), dataset)
-            test = D.texts_and_labels(D.load(dataset, "test", mirror), dataset)
-        texts, labels, skipped = _clean(*train, f"{dataset}/train")
-        info["skipped_empty"]["train"] = skipped
-        train_idx, valid_idx = D.train_valid_split(labels, valid_frac, split_seed)
-        train_idx = train_idx[_cap(len(train_idx), max_train, split_seed, labels[train_idx])]
-        valid_idx = valid_idx[_cap(len(valid_idx), max_valid, split_seed, labels[valid_idx])]
-        splits["train"] = ([texts[i] for i in train_idx], labels[train_idx])
-        splits["valid"] = ([texts[i] for i in valid_idx], labels[valid_idx])
-        texts, labels, skipped = _clean(*test, f"{dataset}/test")
-        info["skipped_empty"]["test"] = skipped
-        keep = _cap(len(texts), max_test, split_seed, labels)
-        splits["test"] = ([texts[i] for i in keep], labels[keep])
-        if "unsupervised" in spec.splits:
-            texts, _ = D.texts_and_labels(D.load(dataset, "unsupervised", mirror), dataset)
-            take(texts, None, "unlabelled")
-            texts = splits["unlabelled"][0]
-            splits["unlabelled"] = ([texts[i] for i in _cap(len(texts), max_unlabelled, split_seed)], None)
+        train = D.texts_and_labels(D.load(dataset, "train", mirror), dataset)
+        test = D.texts_and_labels(D.load(dataset, "test", mirror), dataset)
+    texts, labels, info["skipped_empty"]["train"] = _clean(*train, f"{dataset}/train")
+    train_idx, valid_idx = D.train_valid_split(labels, valid_frac, split_seed)
+    keep("train", [texts[i] for i in train_idx], labels[train_idx], max_train)
+    keep("valid", [texts[i] for i in valid_idx], labels[valid_idx], max_valid)
+    keep("test", *test, max_test)
+    if "unsupervised" in spec.splits:
+        keep("unlabelled", D.texts_and_labels(D.load(dataset, "unsupervised", mirror), dataset)[0], None, max_unlabelled)
+    return splits
 
-    tokens = {name: tokenize_texts(texts, workers=workers, progress=progress) for name, (texts, _) in splits.items()}
-    vocab_text = tokens["train"] + tokens.get("unlabelled", [])
-    vocab = Vocab.build(vocab_text, max_size=max_vocab, min_freq=min_freq)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, (_, labels) in splits.items():
-        docs = numericalize(tokens[name], vocab, labels)
-        docs.save(out_dir / f"{name}.npz")
-        info[name] = {"docs": len(docs), "tokens": int(docs.n_tokens)}
-        if labels is not None:
-            info[name]["per_class"] = np.bincount(labels, minlength=len(spec.classes)).tolist()
-    info["vocab_size"] = len(vocab)
-    info["unk_rate"] = float(np.mean(Docs.load(out_dir / "train.npz").ids == 0))
-    write_json(out_dir / "vocab.json", vocab.itos)
-    write_json(out_dir / "info.json", info)
+
+def prepare(dataset, out_dir, mirror=None, valid_frac=0.1, split_seed=42, max_vocab=60000, min_freq=3, workers=2,
+            progress=None, **caps):
+    """Load, split, tokenize and numericalize one dataset into `out_dir`; returns its info dict.
+
+    caps: max_train, max_valid, max_test, max_unlabelled, max_words, repartition_test (see read_splits).
+    The vocabulary is built from the training pool and the unlabelled texts.
+    """
+    info = {"dataset": dataset, "classes": list(D.spec(dataset).classes), "skipped_empty": {}}
+    with atomic_dir(out_dir) as tmp:
+        with measured(info):
+            splits = read_splits(dataset, info, mirror, valid_frac, split_seed, **caps)
+            tokens = {name: tokenize_texts(texts, workers=workers, progress=progress) for name, (texts, _) in splits.items()}
+            vocab = Vocab.build(tokens["train"] + tokens.get("unlabelled", []), max_size=max_vocab, min_freq=min_freq)
+            for name, (_, labels) in splits.items():
+                docs = numericalize(tokens[name], vocab, labels)
+                docs.save(tmp / f"{name}.npz")
+                info[name] = {"docs": len(docs), "tokens": int(docs.n_tokens), "unk_rate": float(np.mean(docs.ids == 0))}
+                if labels is not None:
+                    info[name]["per_class"] = np.bincount(labels, minlength=len(info["classes"])).tolist()
+            info["vocab_size"] = len(vocab)
+            write_json(tmp / "vocab.json", vocab.itos)
+        write_json(tmp / "info.json", info)
     return info
 
 
@@ -164,22 +165,27 @@ def load_vocab(data_dir):
 # ---------------------------------------------------------------- language models
 
 
+def resume_path(out_dir):
+    """Where an interrupted run of the step writing `out_dir` keeps its resumable state."""
+    return Path(out_dir).with_name(Path(out_dir).name + ".resume.pt")
+
+
 def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, device=None, progress=None):
     """Train a general-domain language model from scratch on a prepared corpus."""
     device = device or default_device()
     vocab = load_vocab(corpus_dir)
     record = {"direction": direction, "seed": seed}
-    with measured(record):
+    with atomic_dir(out_dir) as tmp, measured(record):
         torch.manual_seed(seed)
         model = LanguageModel(len(vocab), model_cfg)
-        on_epoch, end = dvclive_logger(Path(out_dir) / "dvclive")
+        on_epoch, end = dvclive_logger(tmp / "dvclive")
         record["history"] = train_lm(model, load_prepared(corpus_dir, "train", direction),
                                      load_prepared(corpus_dir, "valid", direction), lm_cfg, seed, device, on_epoch,
-                                     Path(out_dir).with_name(Path(out_dir).name + ".resume.pt"), progress)
+                                     resume_path(out_dir), progress)
         end()
-        save_model(out_dir, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg)})
-    record.update(valid_ppl=record["history"][-1].get("valid_ppl"))
-    write_json(Path(out_dir) / "metrics.json", record)
+        record["valid_ppl"] = record["history"][-1].get("valid_ppl")
+        save_model(tmp, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg)})
+        write_json(tmp / "metrics.json", record)
     return record
 
 
@@ -212,7 +218,7 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "text": text, "budget": budget,
               "pretrained": str(pretrained_dir) if pretrained_dir else None}
-    with measured(record):
+    with atomic_dir(out_dir) as tmp, measured(record):
         torch.manual_seed(seed)
         if pretrained_dir:
             obj = read(pretrained_dir)
@@ -225,20 +231,17 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
             model = LanguageModel(len(vocab), model_cfg)
         valid = load_prepared(data_dir, "valid", direction)
         if lm_cfg is not None:
-            on_epoch, end = dvclive_logger(Path(out_dir) / "dvclive")
+            on_epoch, end = dvclive_logger(tmp / "dvclive")
             docs = lm_text(data_dir, text, seed, budget, balanced, direction)
             record["train_tokens"] = int(docs.n_tokens)
-            record["history"] = train_lm(model, docs, valid, lm_cfg, seed, device, on_epoch,
-                                         Path(out_dir).with_name(Path(out_dir).name + ".resume.pt"), progress)
+            record["history"] = train_lm(model, docs, valid, lm_cfg, seed, device, on_epoch, resume_path(out_dir),
+                                         progress)
             end()
             record["valid_ppl"] = record["history"][-1]["valid_ppl"]
         else:
-            from .train import lm_loss
-            from .config import LMConfig
-
             record["valid_ppl"] = float(np.exp(lm_loss(model.to(device), valid, LMConfig(), device)))
-        save_model(out_dir, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg) if lm_cfg else None})
-    write_json(Path(out_dir) / "metrics.json", record)
+        save_model(tmp, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg) if lm_cfg else None})
+        write_json(tmp / "metrics.json", record)
     return record
 
 
@@ -246,7 +249,7 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
 
 
 def flatness(history, frac=0.2):
-    """Relative change of the training loss over the last `frac` of epochs (small = flattened)."""
+    """Relative fall of the training loss over the last `frac` of epochs (near 0 = flattened)."""
     losses = [h["train_loss"] for h in history]
     k = max(1, int(round(len(losses) * frac)))
     if len(losses) <= k:
@@ -264,7 +267,7 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
     info = read_json(Path(data_dir) / "info.json")
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "budget": budget, "lm": str(lm_dir) if lm_dir else None}
-    with measured(record):
+    with atomic_dir(out_dir) as tmp, measured(record):
         train = load_prepared(data_dir, "train", direction)
         if budget:
             train = train.subset(D.stratified_sample(train.labels, budget, seed, balanced, info["classes"]))
@@ -279,9 +282,8 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
         model = Classifier(len(vocab), len(info["classes"]), model_cfg, clf_cfg.bptt, clf_cfg.max_len)
         if lm_dir:
             load_weights(model, obj["state_dict"], obj["path"], prefix="encoder.")
-        on_epoch, end = dvclive_logger(Path(out_dir) / "dvclive")
-        history = train_classifier(model, train, valid, clf_cfg, seed, device, on_epoch,
-                                   Path(out_dir).with_name(Path(out_dir).name + ".resume.pt"), progress)
+        on_epoch, end = dvclive_logger(tmp / "dvclive")
+        history = train_classifier(model, train, valid, clf_cfg, seed, device, on_epoch, resume_path(out_dir), progress)
         end()
         probs = predict_probs(model, valid, clf_cfg.batch_size, device, clf_cfg.precision)
         record.update(
@@ -292,8 +294,8 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
             history=history,
         )
         if keep_model:
-            save_model(out_dir, model, vocab.itos, info["classes"], meta={"direction": direction, "dataset": info["dataset"]})
-    write_json(Path(out_dir) / "metrics.json", record)
+            save_model(tmp, model, vocab.itos, info["classes"], meta={"direction": direction, "dataset": info["dataset"]})
+        write_json(tmp / "metrics.json", record)
     return record
 
 
@@ -340,6 +342,3 @@ def predict(model_dirs, texts, device=None):
     mean = np.mean(probs, axis=0)
     return [(classes[int(i)], float(p[i])) for p, i in zip(mean, mean.argmax(1))]
 
-
-def summary(path):
-    return json.dumps(read_json(path), indent=2)

@@ -1,0 +1,106 @@
+"""End to end: the real `dvc repro` on the tiny profile, in a temporary copy of the repository."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mirror():
+    for candidate in (os.environ.get("ULMFIT_DATA"), ROOT.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "trec" / "train.parquet").exists():
+            return Path(candidate).resolve()
+    return None
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    data = mirror()
+    if data is None:
+        pytest.skip("no local data mirror (set ULMFIT_DATA to a directory holding <dataset>/<split>.parquet)")
+    work = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode()
+    for name in filter(None, files.split("\0")):
+        if (ROOT / name).is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, work / name)
+    params = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
+    params["data"]["mirror"] = str(data)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stale in ("dvc.lock", "reports"):
+        path = work / stale
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
+    subprocess.run(["dvc", "config", "--local", "core.no_scm", "true"], cwd=work, check=True, env=env)
+    result = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return work, params, result
+
+
+def test_every_stage_ran(run):
+    work, params, result = run
+    ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
+    n = len(params["seeds"])
+    assert {"prepare_corpus", "prepare@trec", "pretrain@fwd", "pretrain@bwd", "report", "bow@trec", "evaluate@trec"} <= ran
+    assert len([s for s in ran if s.startswith("train_clf@")]) == len(params["clf_variants"]) * n
+    assert len([s for s in ran if s.startswith("curve@")]) == 3 * len(params["curve_budgets"]) * n
+    assert (work / "dvc.lock").exists()
+
+
+def test_every_table_and_figure_exists_and_every_cell_came_from_this_run(run):
+    work, params, _ = run
+    report = (work / "reports" / "index.md").read_text()
+    for title in ("Main results", "Table 4", "Table 6", "Table 7", "Figure 3", "Language models", "Cost"):
+        assert f"## {title}" in report
+    for figure in ("figure3.png", "figure3_trec6.png"):
+        assert (work / "reports" / "figures" / figure).stat().st_size > 1000
+    runs = pd.read_csv(work / "reports" / "runs.csv")
+    metrics = {}
+    for path in (work / "runs" / "clf" / "trec").glob("*/metrics.json"):
+        metrics[path.parent.name] = json.loads(path.read_text())
+    assert len(runs) == len(metrics) == (len(params["clf_variants"]) + 3 * len(params["curve_budgets"])) * len(params["seeds"])
+    for row in runs.itertuples():
+        assert row.valid_error == metrics[f"{row.variant}-{row.budget}-{row.seed}"]["valid_error"]
+    # every cell of ours in the ablation tables is the mean of this run's seeds
+    tables = yaml.safe_load((work / "experiments" / "variants.yaml").read_text())["tables"]
+    for key in ("table4", "table6", "table7"):
+        section = report.split(tables[key]["title"])[1].split("\n## ")[0]
+        cells = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in section.splitlines() if line.startswith("| ")}
+        for label, variant in tables[key]["rows"]:
+            errors = [metrics[f"{variant}-max-{s}"]["valid_error"] * 100 for s in params["seeds"]]
+            assert cells[label].startswith(f"{sum(errors) / len(errors):.2f}"), (key, label, cells[label])
+    reported = json.loads((work / "reports" / "metrics.json").read_text())
+    ulmfit = [metrics[f"ulmfit-max-{s}"]["valid_error"] for s in params["seeds"]]
+    assert reported["trec"]["valid_error_ulmfit"] == pytest.approx(sum(ulmfit) / len(ulmfit), abs=1e-5)
+    evaluation = json.loads((work / "runs" / "evaluate" / "trec" / "summary.json").read_text())
+    fwd = [evaluation[str(s)]["models"]["ulmfit"]["test_error"] for s in params["seeds"]]
+    assert reported["trec"]["test_error_fwd"] == pytest.approx(sum(fwd) / len(fwd))
+    assert "–" not in report.split("## Main results")[1].split("##")[0].split("\n")[4].split("|")[2]
+
+
+def test_metrics_and_plots_commands_work(run):
+    work, _, _ = run
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    shown = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=work, capture_output=True, text=True, env=env)
+    assert shown.returncode == 0 and "valid_error_ulmfit" in shown.stdout
+    plots = subprocess.run(["dvc", "plots", "show", "-o", str(work / "plots_html")], cwd=work, capture_output=True,
+                           text=True, env=env)
+    assert plots.returncode == 0, plots.stderr
+    assert (work / "plots_html" / "index.html").exists()
+
+
+def test_repro_again_does_nothing(run):
+    work, _, _ = run
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    status = subprocess.run(["dvc", "status"], cwd=work, capture_output=True, text=True, env=env)
+    assert status.returncode == 0 and "up to date" in status.stdout.lower()
