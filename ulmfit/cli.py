@@ -68,6 +68,13 @@ def build_parser():
     p.add_argument("--direction", choices=("fwd", "bwd"), default="fwd")
     add_config_args(p)
 
+    p = sub.add_parser("import-fastai", help="convert fastai's pretrained AWD-LSTM (WT103) into a model directory")
+    p.add_argument("--weights", required=True, help="fastai state dict, e.g. lstm_fwd.pth")
+    p.add_argument("--vocab", required=True, help="fastai's pickled token list, e.g. itos_wt103.pkl")
+    p.add_argument("--out", required=True, help="model directory to write (model.pt)")
+    p.add_argument("--direction", choices=("fwd", "bwd"), default="fwd", help="the direction the weights were trained in")
+    p.add_argument("--target-vocab", help="map the rows onto this vocab.json (a prepared dataset's)")
+
     p = sub.add_parser("finetune-lm", help="fine-tune a language model on a prepared target dataset")
     p.add_argument("--data", required=True, help="prepared dataset directory")
     p.add_argument("--out", required=True)
@@ -109,6 +116,14 @@ def run(args):
     elif args.command == "pretrain":
         model_cfg, lm_cfg = configs(args, LMConfig)
         steps.pretrain(args.corpus, args.out, model_cfg, lm_cfg, args.direction, args.seed, args.device)
+    elif args.command == "import-fastai":
+        from .fastai_import import import_fastai
+
+        r = import_fastai(args.weights, args.vocab, args.out, args.direction, args.target_vocab)
+        mapped = (f", mapped onto {r['vocab_size']} target tokens ({r['shared_tokens']} shared)"
+                  if args.target_vocab else "")
+        print(f"imported fastai {r['direction']} LM: vocab {r['source_vocab_size']}{mapped}, emb {r['emb_size']}, "
+              f"hidden {r['hidden_size']}, {r['n_layers']} layers -> {r['out']}")
     elif args.command == "finetune-lm":
         model_cfg, lm_cfg = configs(args, LMConfig)
         steps.finetune_lm(args.data, args.out, None if args.no_training else lm_cfg, args.pretrained, model_cfg,
