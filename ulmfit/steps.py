@@ -9,6 +9,7 @@ where the dataset has them, unlabelled.npz. A language corpus has train.npz and 
 """
 
 import resource
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from . import data as D
+from . import distributed
 from .awd_lstm import Classifier, LanguageModel, transfer_vocab
 from .checkpoint import check_vocab, load_model, load_weights, model_config, read, save_model
 from .config import LMConfig
@@ -42,9 +44,20 @@ def measured(record):
                   peak_mem_mb=round(peak_kb / 1024, 1))
 
 
+@contextmanager
+def output_dir(out_dir):
+    """An atomic output directory on rank 0; a throwaway one on the other ranks of a torchrun job."""
+    if distributed.is_main():
+        with atomic_dir(out_dir) as tmp:
+            yield tmp
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield Path(tmp)
+
+
 def dvclive_logger(directory):
     """A per-epoch logger writing DVCLive metrics to `directory` (None: no logging)."""
-    if directory is None:
+    if directory is None or not distributed.is_main():
         return None, lambda: None
     from dvclive import Live
 
@@ -171,11 +184,12 @@ def resume_path(out_dir):
 
 
 def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, device=None, progress=None):
-    """Train a general-domain language model from scratch on a prepared corpus."""
-    device = device or default_device()
+    """Train a general-domain language model from scratch on a prepared corpus (under torchrun:
+    data-parallel over the processes, rank 0 writing the outputs)."""
+    device = distributed.setup(device)
     vocab = load_vocab(corpus_dir)
-    record = {"direction": direction, "seed": seed}
-    with atomic_dir(out_dir) as tmp, measured(record):
+    record = {"direction": direction, "seed": seed, "processes": distributed.world_size()}
+    with output_dir(out_dir) as tmp, measured(record):
         torch.manual_seed(seed)
         model = LanguageModel(len(vocab), model_cfg)
         on_epoch, end = dvclive_logger(tmp / "dvclive")
@@ -212,13 +226,14 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
 
     The pretrained model's vocabulary is mapped onto the dataset's (new tokens start at the mean
     embedding). Without `pretrained_dir` the model starts from random weights of `model_cfg`.
-    With lm_cfg None the mapped model is saved unchanged ("no LM fine-tuning").
+    With lm_cfg None the mapped model is saved unchanged ("no LM fine-tuning"). Runs
+    data-parallel under torchrun like `pretrain`.
     """
-    device = device or default_device()
+    device = distributed.setup(device)
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "text": text, "budget": budget,
-              "pretrained": str(pretrained_dir) if pretrained_dir else None}
-    with atomic_dir(out_dir) as tmp, measured(record):
+              "pretrained": str(pretrained_dir) if pretrained_dir else None, "processes": distributed.world_size()}
+    with output_dir(out_dir) as tmp, measured(record):
         torch.manual_seed(seed)
         if pretrained_dir:
             obj = read(pretrained_dir)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import distributed
 from .awd_lstm import ar_tar, detach_state
 from .io import save_torch
 from .optim import SGD, AdamW
@@ -84,11 +85,12 @@ class Resume:
         return None
 
     def save(self, state):
-        if self.path:
+        if self.path and distributed.is_main():
             save_torch(self.path, state)
 
     def clear(self):
-        if self.path and os.path.exists(self.path):
+        distributed.barrier()  # every rank has finished with the file
+        if self.path and distributed.is_main() and os.path.exists(self.path):
             os.remove(self.path)
 
 
@@ -174,8 +176,9 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
     Adam: AdamW(beta1, beta2) with the schedule and discriminative rates of `cfg`. ASGD: SGD at
     the scheduled rate until the validation loss has not improved for `nonmono` evaluations, then
     the weights are averaged over every iterate since that switch (NT-ASGD, Merity et al. 2017).
+    Under torchrun each process trains on its share of the batch rows (see distributed.py).
     """
-    torch.manual_seed(seed)
+    torch.manual_seed(seed + distributed.rank())  # the same weights everywhere, other dropout masks per rank
     model.to(device)
     train_docs = cap_tokens(train_docs, cfg.max_tokens, seed)
     valid_docs = cap_tokens(valid_docs, cfg.max_valid_tokens, seed) if valid_docs is not None else None
@@ -221,7 +224,7 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
     model.train()
     for epoch in range(pos["epoch"], cfg.epochs):
         data, lens = lm_epoch(train_docs, cfg.batch_size, cfg.bptt, cfg.variable_bptt, seed, epoch)
-        data = data.to(device)
+        data = data[distributed.shard_rows(cfg.batch_size)].to(device)
         state = pos["state"]
         start = sum(lens[: pos["batch"]])
         bar = progress_bar(len(lens), f"LM epoch {epoch + 1}/{cfg.epochs}", progress)
@@ -239,6 +242,7 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
                 total = loss + ar_tar(raw, dropped, cfg.alpha, cfg.beta)
             opt.zero_grad()
             total.backward()
+            distributed.average_gradients(params)
             if cfg.clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.clip)
             opt.step()
@@ -256,7 +260,8 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
         bar.close()
         if not cfg.eval_every:
             valid_loss = validate()
-        record = {"epoch": epoch + 1, "step": pos["step"], "train_loss": pos["loss_sum"] / max(pos["loss_n"], 1)}
+        record = {"epoch": epoch + 1, "step": pos["step"],
+                  "train_loss": distributed.mean(pos["loss_sum"] / max(pos["loss_n"], 1))}
         if valid_loss is not None:
             record.update(valid_loss=valid_loss, valid_ppl=math.exp(min(valid_loss, 50)))
         record["averaging"] = averager is not None

@@ -1,0 +1,73 @@
+"""Data-parallel language-model training on torch.distributed, started by torchrun.
+
+Every rank holds the whole model and trains on its share of the batch rows; gradients are
+averaged across ranks after each backward pass, so a step equals a single-process step on the
+global batch. Only rank 0 writes checkpoints, logs and outputs. Without torchrun (no WORLD_SIZE
+in the environment) everything here is a no-op.
+"""
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def world_size():
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank():
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main():
+    return rank() == 0
+
+
+def setup(device=None):
+    """Join the process group once (gloo on CPU, nccl on GPU); returns this rank's device."""
+    if world_size() == 1:
+        return device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device is None or device == "cuda":
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    if not dist.is_initialized():
+        if device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(device))
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return device
+
+
+def shard_rows(batch_size):
+    """This rank's slice of the batch rows; the batch size must divide evenly."""
+    n = world_size()
+    if batch_size % n:
+        raise ValueError(f"batch size {batch_size} does not divide across {n} processes; use a multiple of {n}")
+    per = batch_size // n
+    return slice(rank() * per, (rank() + 1) * per)
+
+
+def average_gradients(params):
+    if world_size() == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def mean(value):
+    """The mean of a number over all ranks."""
+    if world_size() == 1:
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.item() / world_size()
+
+
+def barrier():
+    if world_size() > 1 and dist.is_initialized():
+        dist.barrier()
