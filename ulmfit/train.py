@@ -200,6 +200,8 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
         if saved["averager"] is not None:
             averager = Averager(params)
             averager.load_state_dict(saved["averager"])
+        for record in history if on_epoch else []:  # replay the finished epochs into the log
+            on_epoch(record)
 
     def checkpoint():
         resume.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng_state(), "pos": pos,
@@ -358,6 +360,8 @@ def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", o
         opt.load_state_dict(saved["opt"])
         torch.set_rng_state(saved["rng"])
         pos, history, best = saved["pos"], saved["history"], saved["best"]
+        for record in history if on_epoch else []:
+            on_epoch(record)
 
     def checkpoint():
         resume.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng_state(), "pos": pos,
