@@ -1,7 +1,7 @@
 """Text preprocessing for ULMFiT: tokenization, vocabulary and compact numericalized documents.
 
-`tokenize` reproduces fastai v2's default English pipeline, `Tokenizer(SpacyTokenizer())`, without
-depending on fastai or spaCy:
+`tokenize` reproduces fastai 2.8's default English tokenization, `Tokenizer(SpacyTokenizer())` as applied by
+`tokenize1`, `tokenize_texts` and `Tokenizer.from_df`, without depending on fastai or spaCy:
 
 1. fastai's `text_proc_rules`, in fastai's order: fix_html (which also turns '<br />' into a newline),
    replace_rep ('!!!!' -> 'xxrep 4 !'), replace_wrep ('a a a' -> 'xxwrep 3 a'), spec_add_spaces
@@ -10,7 +10,8 @@ depending on fastai or spaCy:
 2. spaCy's rule-based English tokenizer (`spacy.blank('en')`): split on spaces, then peel prefixes and
    suffixes off each chunk, split on infixes (hyphens between letters, ...) and apply the tokenizer
    exceptions ("don't" -> 'do', "n't"; 'e.g.'; emoticons), keeping URLs whole;
-3. fastai's post rule replace_space: spaces inside a token (whitespace tokens such as '\\n ') become '▁'.
+3. fastai's post rule replace_space: spaces inside a token (whitespace tokens such as '\\n ') become '▁'
+   (calling a `Tokenizer` on a single str skips this rule; that is the only difference).
 
 Step 2 is a pure-Python port of spaCy 3.8's `Tokenizer` algorithm with its English prefix, suffix, infix,
 URL and exception tables (the data at the end of this file). Every space-delimited chunk is tokenized
