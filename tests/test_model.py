@@ -32,6 +32,8 @@ def test_weight_drop_resamples_in_training_is_identity_in_eval_and_trains_the_ra
     zero = first == 0
     assert 0.3 < zero.float().mean() < 0.7  # about half of the weights dropped
     assert torch.allclose(first[~zero], 2 * wd.weight_hh_l0_raw[~zero])  # the rest rescaled by 1 / (1 - p)
+    wd(x, new_mask=False)
+    assert torch.equal(wd.lstm.weight_hh_l0, second)  # the chunks of one batch share a mask
     wd.eval()
     wd(x)
     assert torch.equal(wd.lstm.weight_hh_l0, wd.weight_hh_l0_raw)
@@ -125,8 +127,8 @@ def test_bpt3c_gradients_reach_only_the_last_max_len_tokens():
     assert tail.shape[1] == 5  # the last max_len tokens
     assert (tail.abs().sum(dim=2) > 0).all()
     no_grad = [e for e in seen["emb"] if not e.requires_grad]
-    # prefixes of 8 and 4 tokens, read in chunks of 3 by the documents still in their prefix
-    assert [tuple(e.shape[:2]) for e in no_grad] == [(2, 3), (2, 3), (1, 3)]
+    # prefixes of 8 and 4 tokens: ragged starts of 2 and 1 tokens, then whole chunks of 3 aligned at the end
+    assert [tuple(e.shape[:2]) for e in no_grad] == [(2, 2), (1, 3), (2, 3)]
     # the prefix still shapes the output through the carried hidden state
     with torch.no_grad():
         clf.eval()
@@ -162,3 +164,21 @@ def test_transfer_vocab_copies_shared_rows_and_gives_new_tokens_the_mean():
     assert torch.equal(new["encoder.embedding.weight"][2], emb[0])
     assert torch.allclose(new["encoder.embedding.weight"][1], emb.mean(0))
     assert torch.allclose(new["decoder.bias"][1], sd["decoder.bias"].mean())
+
+
+def test_bpt3c_equals_reading_each_document_whole():
+    """In eval mode the chunked, batched BPT3C gives what one uninterrupted pass over each document
+    gives: the pooled outputs of its last max_len tokens."""
+    torch.manual_seed(0)
+    clf = Classifier(40, 2, TINY, bptt=4, max_len=5).eval()
+    lengths = torch.tensor([3, 17, 9, 12, 5, 16])  # unsorted, ragged prefixes of every size
+    ids = torch.randint(2, 40, (6, 17))
+    for i, n in enumerate(lengths):
+        ids[i, n:] = 1
+    with torch.no_grad():
+        pooled = clf.encode(ids, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            raw, _, _ = clf.encoder(ids[i : i + 1, :n])
+            tail = raw[-1][:, max(0, n - 5) :]
+            expected = concat_pool(tail, torch.tensor([tail.size(1)]))
+            assert torch.allclose(pooled[i], expected[0], atol=1e-5), i

@@ -48,25 +48,27 @@ class WeightDrop(nn.Module):
     """DropConnect on an LSTM's hidden-to-hidden matrix, keeping the fused nn.LSTM kernel.
 
     The trainable matrix lives here as `weight_hh_l0_raw`; before each call a dropped copy is
-    handed to the wrapped nn.LSTM as a plain tensor, so one mask serves the whole sequence.
+    handed to the wrapped nn.LSTM as a plain tensor. forward(..., new_mask=True) draws a new mask;
+    new_mask=False reuses the last one (the chunks of one BPT3C batch share a mask).
     """
 
     def __init__(self, lstm, p):
         super().__init__()
-        self.lstm, self.p = lstm, p
+        self.lstm, self.p, self.mask = lstm, p, None
         raw = lstm.weight_hh_l0
         del lstm._parameters["weight_hh_l0"]
         self.weight_hh_l0_raw = nn.Parameter(raw.detach().clone())
-        self._set_weight()
+        self.lstm.weight_hh_l0 = self.weight_hh_l0_raw.view_as(raw)
 
-    def _set_weight(self):
+    def forward(self, x, state=None, new_mask=True):
         raw = self.weight_hh_l0_raw
-        w = F.dropout(raw, self.p, training=True) if self.training and self.p > 0 else raw.view_as(raw)
-        # nn.LSTM picks the tensor up through its _flat_weights list (RNNBase.__setattr__).
-        self.lstm.weight_hh_l0 = w
-
-    def forward(self, x, state=None):
-        self._set_weight()
+        if self.training and self.p > 0:
+            if new_mask or self.mask is None or self.mask.shape != raw.shape:
+                self.mask = (torch.rand_like(raw) >= self.p).to(raw.dtype) / (1 - self.p)
+            w = raw * self.mask
+        else:
+            w = raw.view_as(raw)
+        self.lstm.weight_hh_l0 = w  # nn.LSTM reads it through its _flat_weights (RNNBase.__setattr__)
         with warnings.catch_warnings():  # "weights are not part of a single contiguous chunk"
             warnings.simplefilter("ignore", UserWarning)
             return self.lstm(x, state)
@@ -75,11 +77,11 @@ class WeightDrop(nn.Module):
 class AWDLSTM(nn.Module):
     """Embedding -> n LSTM layers with embedding, input, hidden and weight dropout.
 
-    forward(ids, lengths=None, state=None) returns (raw, dropped, state): the raw outputs of
-    each layer, the outputs after the between-layer dropout (the last layer is left undropped:
-    its dropout belongs to the decoder or classifier head), and the final hidden state per layer.
-    With `lengths` (right-padded ids, lengths sorted in decreasing order) the LSTMs run on packed
-    sequences: no computation on padding, and each sequence's state is its own last real step.
+    forward(ids, lengths=None, state=None, new_masks=True) returns (raw, dropped, state): the raw
+    outputs of each layer, the outputs after the between-layer dropout (the last layer is left
+    undropped: its dropout belongs to the decoder or classifier head), and the final hidden state
+    of each layer. With `lengths` the sequences are packed, so each one's final state is its own
+    last real step (the CPU runs packed LSTMs step by step, so only short ragged pieces use it).
     """
 
     def __init__(self, vocab_size, cfg: ModelConfig, pad_idx=1):
@@ -88,23 +90,24 @@ class AWDLSTM(nn.Module):
         self.embedding = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=pad_idx)
         self.embedding.weight.data.uniform_(-0.1, 0.1)
         self.embedding_dropout = EmbeddingDropout(cfg.embed_p)
-        sizes = [cfg.emb_size] + [cfg.hidden_size] * (cfg.n_layers - 1) + [cfg.emb_size]
+        self.sizes = [cfg.emb_size] + [cfg.hidden_size] * (cfg.n_layers - 1) + [cfg.emb_size]
         self.rnns = nn.ModuleList(
-            WeightDrop(nn.LSTM(sizes[i], sizes[i + 1], batch_first=True), cfg.weight_p) for i in range(cfg.n_layers)
+            WeightDrop(nn.LSTM(self.sizes[i], self.sizes[i + 1], batch_first=True), cfg.weight_p)
+            for i in range(cfg.n_layers)
         )
         self.input_dropout = LockedDropout(cfg.input_p)
         self.hidden_dropouts = nn.ModuleList(LockedDropout(cfg.hidden_p) for _ in range(cfg.n_layers - 1))
 
-    def forward(self, ids, lengths=None, state=None):
+    def forward(self, ids, lengths=None, state=None, new_masks=True):
         x = self.input_dropout(self.embedding_dropout(self.embedding, ids))
         raw, dropped, new_state = [], [], []
         for i, rnn in enumerate(self.rnns):
             layer_state = None if state is None else state[i]
             if lengths is None:
-                x, layer_state = rnn(x, layer_state)
+                x, layer_state = rnn(x, layer_state, new_masks)
             else:
-                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True)
-                out, layer_state = rnn(packed, layer_state)
+                packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                out, layer_state = rnn(packed, layer_state, new_masks)
                 x = pad_packed_sequence(out, batch_first=True, total_length=ids.size(1))[0]
             raw.append(x)
             if i < len(self.hidden_dropouts):
@@ -112,6 +115,9 @@ class AWDLSTM(nn.Module):
             dropped.append(x)
             new_state.append(layer_state)
         return raw, dropped, new_state
+
+    def zero_state(self, batch_size, device):
+        return [tuple(torch.zeros(1, batch_size, n, device=device) for _ in range(2)) for n in self.sizes[1:]]
 
     def groups(self):
         """Layer groups from the bottom: the embedding, then each LSTM layer."""
@@ -187,30 +193,41 @@ class Classifier(nn.Module):
         )
 
     def encode(self, ids, lengths):
-        """BPT3C. ids: right-padded [B, T]; lengths: [B], sorted in decreasing order.
+        """BPT3C: pooled features [B, 3 * emb_size] of right-padded ids [B, T] with `lengths`.
 
-        Returns the pooled features [B, 3 * emb_size].
+        Each document's prefix (all but its last max_len tokens) runs without gradients: first
+        its ragged start (prefix mod bptt tokens, packed), then its whole bptt chunks, aligned
+        across documents so that every call holds only whole chunks and runs the fused LSTM
+        kernel. The last max_len tokens then run with gradients from the carried state; padding
+        after a document's end never reaches its outputs, and pooling masks it out.
         """
-        prefix = (lengths - self.max_len).clamp(min=0)  # tokens read without gradients
-        state = None
+        order = torch.argsort(lengths, descending=True, stable=True)
+        ids, lengths = ids[order], lengths[order].to(ids.device)
+        prefix = (lengths - self.max_len).clamp(min=0)
+        head, chunks = prefix % self.bptt, prefix // self.bptt  # chunks is non-increasing down the batch
+        state, fresh = None, True  # `fresh`: the first call of a batch draws the weight-drop masks
         with torch.no_grad():
-            for start in range(0, int(prefix.max()), self.bptt):
-                n = int((prefix > start).sum())  # documents still in their prefix (a leading block)
-                chunk = (prefix[:n] - start).clamp(max=self.bptt)
-                part = None if state is None else [tuple(t[:, :n] for t in layer) for layer in state]
-                _, _, new = self.encoder(ids[:n, start : start + self.bptt], chunk, part)
-                state = new if state is None else [
-                    tuple(torch.cat([a, b[:, n:]], dim=1) for a, b in zip(layer_new, layer_old))
-                    for layer_new, layer_old in zip(new, state)
-                ]
-        if state is not None and state[0][0].size(1) < ids.size(0):  # documents with no prefix start at zero
-            state = [tuple(F.pad(t, (0, 0, 0, ids.size(0) - t.size(1))) for t in layer) for layer in state]
+            rows = torch.nonzero(head).squeeze(1)
+            if len(rows):
+                _, _, part = self.encoder(ids[rows, : int(head.max())], head[rows], None, fresh)
+                state = self.encoder.zero_state(ids.size(0), ids.device)
+                state = [tuple(z.index_copy(1, rows, t) for z, t in zip(zs, ts)) for zs, ts in zip(state, part)]
+                fresh = False
+            steps = torch.arange(self.bptt, device=ids.device)
+            for j in range(int(chunks.max()), 0, -1):  # chunk j counts back from the end of the prefix
+                n = int((chunks >= j).sum())
+                index = (head[:n] + (chunks[:n] - j) * self.bptt)[:, None] + steps
+                old = state or self.encoder.zero_state(ids.size(0), ids.device)
+                _, _, part = self.encoder(ids[:n].gather(1, index), None, [tuple(t[:, :n] for t in s) for s in old], fresh)
+                state = [tuple(torch.cat([a, b[:, n:]], dim=1) for a, b in zip(ps, os)) for ps, os in zip(part, old)]
+                fresh = False
         tail = lengths - prefix
         steps = torch.arange(int(tail.max()), device=ids.device)
-        index = (prefix[:, None].to(ids.device) + steps[None, :]).clamp(max=ids.size(1) - 1)
-        tail_ids = ids.gather(1, index).masked_fill(steps[None, :] >= tail[:, None].to(ids.device), self.encoder.pad_idx)
-        raw, _, _ = self.encoder(tail_ids, tail, state)
-        return concat_pool(raw[-1].float(), tail)
+        index = (prefix[:, None] + steps[None, :]).clamp(max=ids.size(1) - 1)
+        tail_ids = ids.gather(1, index).masked_fill(steps[None, :] >= tail[:, None], self.encoder.pad_idx)
+        raw, _, _ = self.encoder(tail_ids, None, state, fresh)
+        pooled = concat_pool(raw[-1].float(), tail)
+        return pooled[torch.argsort(order)]
 
     def forward(self, ids, lengths):
         return self.head(self.encode(ids, lengths))
