@@ -7,6 +7,7 @@ from ulmfit.awd_lstm import (
     EmbeddingDropout,
     LanguageModel,
     LockedDropout,
+    SoftmaxCrossEntropy,
     WeightDrop,
     ar_tar,
     concat_pool,
@@ -182,3 +183,30 @@ def test_bpt3c_equals_reading_each_document_whole():
             tail = raw[-1][:, max(0, n - 5) :]
             expected = concat_pool(tail, torch.tensor([tail.size(1)]))
             assert torch.allclose(pooled[i], expected[0], atol=1e-5), i
+
+
+def test_chunked_softmax_cross_entropy_matches_the_plain_one():
+    torch.manual_seed(0)
+    h = torch.randn(300, 8, requires_grad=True)
+    w = torch.randn(5000, 8, requires_grad=True)  # 5000 rows: several chunks of h
+    b = torch.randn(5000, requires_grad=True)
+    y = torch.randint(0, 5000, (300,))
+    ours = SoftmaxCrossEntropy.apply(h, w, b, y)
+    grads = torch.autograd.grad(ours * 3, (h, w, b))
+    ref = torch.nn.functional.cross_entropy(torch.nn.functional.linear(h, w, b), y)
+    ref_grads = torch.autograd.grad(ref * 3, (h, w, b))
+    assert torch.allclose(ours, ref, atol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        assert torch.allclose(g, r, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 products, fp32 softmax
+        low = SoftmaxCrossEntropy.apply(h.to(torch.bfloat16), w, b, y)
+    assert abs(low.item() - ref.item()) < 0.02 * ref.item()
+
+
+def test_language_model_loss_equals_cross_entropy_of_its_logits():
+    torch.manual_seed(0)
+    lm = LanguageModel(30, NO_DROP).eval()
+    x, y = torch.randint(0, 30, (2, 5)), torch.randint(0, 30, (2, 5))
+    logits = lm(x)[0]
+    assert torch.allclose(lm.loss(x, y)[0], torch.nn.functional.cross_entropy(logits.reshape(-1, 30), y.reshape(-1)),
+                          atol=1e-6)

@@ -162,8 +162,8 @@ def lm_loss(model, docs, cfg, device="cpu", seed=0):
         length = min(cfg.bptt, n - 1 - i)
         x, y = data[:, i : i + length], data[:, i + 1 : i + 1 + length]
         with autocast(cfg.precision, device):
-            logits, _, _, state = model(x, state)
-        total += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+            loss, _, _, state = model.loss(x, y, state)
+        total += loss.item() * y.numel()
         count += y.numel()
     model.train(was_training)
     return total / max(count, 1)
@@ -239,8 +239,7 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
             factor = learning_rate(cfg.schedule, pos["step"], total_steps, 1.0, cfg.cut_frac, cfg.ratio)
             set_rates(opt, factor * (length / cfg.bptt if cfg.variable_bptt else 1.0))
             with autocast(cfg.precision, device):
-                logits, raw, dropped, state = model(x, state)
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+                loss, raw, dropped, state = model.loss(x, y, state)
                 total = loss + ar_tar(raw, dropped, cfg.alpha, cfg.beta)
             opt.zero_grad()
             total.backward()
