@@ -1,7 +1,8 @@
 """Stage bow: python experiments/bow.py DATASET
 
 The bag-of-words baseline on exactly the labelled examples the neural classifiers see: every
-curve budget and the whole pool, for every seed; validation error, and test error on the pool."""
+Figure 3 budget and the ablation budget, for every seed; validation error, and test error at
+the ablation budget."""
 
 import sys
 
@@ -15,17 +16,16 @@ from ulmfit.train import error_rate
 
 dataset = sys.argv[1]
 p = load_params()
-balanced = p[dataset].get("balanced", True)
 pool, valid, test = (steps.load_prepared(data_dir(dataset), s) for s in ("train", "valid", "test"))
 runs = []
 with steps.measured(record := {"dataset": dataset}):
     for seed in p["seeds"]:
-        for budget in [b for b in p["curve_budgets"] if b < len(pool)] + ["max"]:
-            train = pool if budget == "max" else pool.subset(stratified_sample(pool.labels, budget, seed, balanced))
+        for budget in [*p["curve_budgets"], p[dataset]["budget"]]:
+            train = pool.subset(stratified_sample(pool.labels, budget, seed, p[dataset]["balanced"])) if budget else pool
             model = bow_classifier(train)
-            run = {"seed": seed, "budget": budget, "n_train": len(train),
+            run = {"seed": seed, "n_train": len(train), "ablation": budget == p[dataset]["budget"],
                    "valid_error": error_rate(bow_probs(model, valid), valid.labels)}
-            if budget == "max":
+            if run["ablation"]:
                 run["test_error"] = error_rate(bow_probs(model, test), test.labels)
             runs.append(run)
 record["runs"] = runs

@@ -17,7 +17,7 @@ TOP_KEYS = ["seeds", "datasets", "pretrained", "lm_variants", "clf_variants", "c
             "model", "pretrain", "finetune_lm", "clf"]
 DATA_KEYS = ["mirror", "valid_frac", "split_seed", "max_vocab", "min_freq", "workers"]
 PREPARE_KEYS = ["max_vocab", "min_freq", "max_train", "max_valid", "max_test", "max_unlabelled", "repartition_test"]
-DATASET_KEYS = ["prepare", "balanced", "finetune_lm", "clf"]
+DATASET_KEYS = ["prepare", "budget", "balanced", "finetune_lm", "clf"]
 CORPUS_KEYS = ["name", "max_words"]
 
 
@@ -44,6 +44,9 @@ def load_params(path=None):
         section = p.get(name) or {}
         _check_keys(section, DATASET_KEYS, f"{path}: {name}")
         missing = [k for k in DATASET_KEYS if k not in section]
+        if not isinstance(section.get("budget"), int) or section.get("budget") < 0:
+            raise ConfigError(f"{path}: {name}.budget (labelled examples for the ablations) must be a whole number "
+                              f">= 0 (0 = the whole labelled pool), got {section.get('budget')!r}")
         if missing:
             raise ConfigError(f"{path}: section {name!r} lacks {', '.join(missing)}; every dataset section lists "
                               f"{', '.join(DATASET_KEYS)} (an empty mapping {{}} keeps the defaults)")
@@ -107,12 +110,6 @@ def clf_variant(p, dataset, name):
     return dataset_config(p, dataset, ClfConfig, "clf", v), lm, keep, direction
 
 
-def budget(value):
-    """A label budget argument: a number of labelled examples, or 'max' for the whole labelled
-    training pool (0 to the library)."""
-    return 0 if value == "max" else int(value)
-
-
 def data_dir(dataset):
     return ROOT / "data" / "prepared" / dataset
 
@@ -121,11 +118,17 @@ def pretrained_dir(name):
     return ROOT / "models" / "pretrained" / name
 
 
-def lm_dir(dataset, variant, budget="max", seed=None):
-    if variant == "supervised" and budget != "max":
-        return ROOT / "models" / "lm_curve" / dataset / f"{budget}-{seed}"
+def lm_dir(dataset, variant):
     return ROOT / "models" / "lm" / dataset / variant
 
 
-def clf_dir(dataset, variant, budget, seed):
-    return ROOT / "runs" / "clf" / dataset / f"{variant}-{budget}-{seed}"
+def run_dir(dataset, variant, budget=None):
+    """A classifier stage's output: the ablation run of a variant, or a Figure 3 run at `budget`."""
+    if budget is None:
+        return ROOT / "runs" / "ablation" / dataset / variant
+    return ROOT / "runs" / "curve" / dataset / f"{variant}-{budget}"
+
+
+def resume_file(*names):
+    """Resumable state of an interrupted stage, kept outside every DVC output."""
+    return ROOT / ".resume" / ("-".join(map(str, names)) + ".pt")

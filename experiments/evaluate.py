@@ -5,15 +5,16 @@ which averages the two classifiers' probabilities."""
 
 import sys
 
-from common import ROOT, clf_dir, data_dir, load_params
+from common import ROOT, data_dir, load_params, run_dir
 
 from ulmfit import steps
-from ulmfit.io import write_json
+from ulmfit.io import atomic_dir, write_json
 
 dataset = sys.argv[1]
 p = load_params()
 results = {}
-for seed in p["seeds"]:
-    models = {v: clf_dir(dataset, v, "max", seed) for v in ("ulmfit", "backward") if v in p["clf_variants"]}
-    results[seed] = steps.evaluate(data_dir(dataset), models, ROOT / "runs" / "evaluate" / dataset / f"{seed}.json")
-write_json(ROOT / "runs" / "evaluate" / dataset / "summary.json", results)
+with atomic_dir(ROOT / "runs" / "evaluate" / dataset) as out:
+    for seed in p["seeds"]:
+        models = {v: run_dir(dataset, v) / str(seed) for v in ("ulmfit", "backward") if v in p["clf_variants"]}
+        results[seed] = steps.evaluate(data_dir(dataset), models, out / f"{seed}.json")
+    write_json(out / "summary.json", results)

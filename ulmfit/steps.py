@@ -98,8 +98,9 @@ def read_splits(dataset, info, mirror=None, valid_frac=0.1, split_seed=42, max_t
     and unlabelled for a classification dataset; train and valid for a language-model corpus.
 
     The validation split is carved from train first (seeded, stratified); then the max_* caps
-    take seeded stratified subsets (0 = no cap). repartition_test > 0 splits the official test
-    split into train and test (AG News offline, whose train split is unavailable).
+    take seeded stratified subsets (0 = no cap). Training texts left out of the labelled pool by
+    max_train join the unlabelled texts. repartition_test > 0 splits the official test split into
+    train and test (AG News offline, whose train split is unavailable).
     """
     spec = D.spec(dataset)
     splits = {}
@@ -130,11 +131,17 @@ def read_splits(dataset, info, mirror=None, valid_frac=0.1, split_seed=42, max_t
         test = D.texts_and_labels(D.load(dataset, "test", mirror), dataset)
     texts, labels, info["skipped_empty"]["train"] = _clean(*train, f"{dataset}/train")
     train_idx, valid_idx = D.train_valid_split(labels, valid_frac, split_seed)
-    keep("train", [texts[i] for i in train_idx], labels[train_idx], max_train)
+    pool = _cap(len(train_idx), max_train, split_seed, labels[train_idx])
+    keep("train", [texts[i] for i in train_idx[pool]], labels[train_idx[pool]])
     keep("valid", [texts[i] for i in valid_idx], labels[valid_idx], max_valid)
     keep("test", *test, max_test)
+    # unlabelled text for LM fine-tuning: the training texts left out of the labelled pool, then
+    # the dataset's own unlabelled split (IMDb's 50,000 reviews)
+    unlabelled = [texts[i] for i in np.delete(train_idx, pool)]
     if "unsupervised" in spec.splits:
-        keep("unlabelled", D.texts_and_labels(D.load(dataset, "unsupervised", mirror), dataset)[0], None, max_unlabelled)
+        unlabelled += D.texts_and_labels(D.load(dataset, "unsupervised", mirror), dataset)[0]
+    if unlabelled:
+        keep("unlabelled", unlabelled, None, max_unlabelled)
     return splits
 
 
@@ -179,26 +186,28 @@ def load_vocab(data_dir):
 
 
 def resume_path(out_dir):
-    """Where an interrupted run of the step writing `out_dir` keeps its resumable state."""
+    """Where an interrupted run of the step writing `out_dir` keeps its resumable state, unless
+    the caller names another place (the pipeline keeps them in .resume/, outside DVC's outputs)."""
     return Path(out_dir).with_name(Path(out_dir).name + ".resume.pt")
 
 
-def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, device=None, progress=None):
+def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, device=None, progress=None, resume=None):
     """Train a general-domain language model from scratch on a prepared corpus (under torchrun:
     data-parallel over the processes, rank 0 writing the outputs)."""
     device = distributed.setup(device)
     vocab = load_vocab(corpus_dir)
     record = {"direction": direction, "seed": seed, "processes": distributed.world_size()}
-    with output_dir(out_dir) as tmp, measured(record):
-        torch.manual_seed(seed)
-        model = LanguageModel(len(vocab), model_cfg)
-        on_epoch, end = dvclive_logger(tmp / "dvclive")
-        record["history"] = train_lm(model, load_prepared(corpus_dir, "train", direction),
-                                     load_prepared(corpus_dir, "valid", direction), lm_cfg, seed, device, on_epoch,
-                                     resume_path(out_dir), progress)
-        end()
-        record["valid_ppl"] = record["history"][-1].get("valid_ppl")
-        save_model(tmp, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg)})
+    with output_dir(out_dir) as tmp:
+        with measured(record):
+            torch.manual_seed(seed)
+            model = LanguageModel(len(vocab), model_cfg)
+            on_epoch, end = dvclive_logger(tmp / "dvclive")
+            record["history"] = train_lm(model, load_prepared(corpus_dir, "train", direction),
+                                         load_prepared(corpus_dir, "valid", direction), lm_cfg, seed, device, on_epoch,
+                                         resume or resume_path(out_dir), progress)
+            end()
+            record["valid_ppl"] = record["history"][-1].get("valid_ppl")
+            save_model(tmp, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg)})
         write_json(tmp / "metrics.json", record)
     return record
 
@@ -221,7 +230,7 @@ def lm_text(data_dir, text, seed, budget=0, balanced=True, direction="fwd"):
 
 
 def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, direction="fwd", text="all",
-                budget=0, balanced=True, seed=0, device=None, progress=None):
+                budget=0, balanced=True, seed=0, device=None, progress=None, resume=None):
     """Fine-tune a language model on a target dataset's text.
 
     The pretrained model's vocabulary is mapped onto the dataset's (new tokens start at the mean
@@ -233,29 +242,30 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "text": text, "budget": budget,
               "pretrained": str(pretrained_dir) if pretrained_dir else None, "processes": distributed.world_size()}
-    with output_dir(out_dir) as tmp, measured(record):
-        torch.manual_seed(seed)
-        if pretrained_dir:
-            obj = read(pretrained_dir)
-            if obj["meta"].get("direction", "fwd") != direction:
-                raise ValueError(f"{pretrained_dir} is a {obj['meta'].get('direction')} model; this step needs {direction}")
-            model_cfg = model_config(obj)
-            model = LanguageModel(len(vocab), model_cfg)
-            load_weights(model, transfer_vocab(obj["state_dict"], obj["vocab"], vocab.itos), obj["path"])
-        else:
-            model = LanguageModel(len(vocab), model_cfg)
-        valid = load_prepared(data_dir, "valid", direction)
-        if lm_cfg is not None:
-            on_epoch, end = dvclive_logger(tmp / "dvclive")
-            docs = lm_text(data_dir, text, seed, budget, balanced, direction)
-            record["train_tokens"] = int(docs.n_tokens)
-            record["history"] = train_lm(model, docs, valid, lm_cfg, seed, device, on_epoch, resume_path(out_dir),
-                                         progress)
-            end()
-            record["valid_ppl"] = record["history"][-1]["valid_ppl"]
-        else:
-            record["valid_ppl"] = float(np.exp(lm_loss(model.to(device), valid, LMConfig(), device)))
-        save_model(tmp, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg) if lm_cfg else None})
+    with output_dir(out_dir) as tmp:
+        with measured(record):
+            torch.manual_seed(seed)
+            if pretrained_dir:
+                obj = read(pretrained_dir)
+                if obj["meta"].get("direction", "fwd") != direction:
+                    raise ValueError(f"{pretrained_dir} is a {obj['meta'].get('direction')} model; this step needs {direction}")
+                model_cfg = model_config(obj)
+                model = LanguageModel(len(vocab), model_cfg)
+                load_weights(model, transfer_vocab(obj["state_dict"], obj["vocab"], vocab.itos), obj["path"])
+            else:
+                model = LanguageModel(len(vocab), model_cfg)
+            valid = load_prepared(data_dir, "valid", direction)
+            if lm_cfg is not None:
+                on_epoch, end = dvclive_logger(tmp / "dvclive")
+                docs = lm_text(data_dir, text, seed, budget, balanced, direction)
+                record["train_tokens"] = int(docs.n_tokens)
+                record["history"] = train_lm(model, docs, valid, lm_cfg, seed, device, on_epoch,
+                                             resume or resume_path(out_dir), progress)
+                end()
+                record["valid_ppl"] = record["history"][-1]["valid_ppl"]
+            else:
+                record["valid_ppl"] = float(np.exp(lm_loss(model.to(device), valid, LMConfig(), device)))
+            save_model(tmp, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg) if lm_cfg else None})
         write_json(tmp / "metrics.json", record)
     return record
 
@@ -274,7 +284,7 @@ def flatness(history, frac=0.2):
 
 
 def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction="fwd", budget=0, balanced=True,
-              seed=0, keep_model=True, device=None, progress=None):
+              seed=0, keep_model=True, device=None, progress=None, resume=None):
     """Train a classifier on `budget` labelled examples (0 = the whole pool) and report its
     validation error. The encoder comes from the fine-tuned language model in `lm_dir`, or from
     random weights of `model_cfg` when lm_dir is None (training from scratch)."""
@@ -282,34 +292,36 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
     info = read_json(Path(data_dir) / "info.json")
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "budget": budget, "lm": str(lm_dir) if lm_dir else None}
-    with atomic_dir(out_dir) as tmp, measured(record):
-        train = load_prepared(data_dir, "train", direction)
-        if budget:
-            train = train.subset(D.stratified_sample(train.labels, budget, seed, balanced, info["classes"]))
-        valid = load_prepared(data_dir, "valid", direction)
-        if lm_dir:
-            obj = read(lm_dir)
-            check_vocab(obj, vocab.itos)
-            if obj["meta"].get("direction", "fwd") != direction:
-                raise ValueError(f"{lm_dir} is a {obj['meta'].get('direction')} model; this classifier needs {direction}")
-            model_cfg = model_config(obj)
-        torch.manual_seed(seed)
-        model = Classifier(len(vocab), len(info["classes"]), model_cfg, clf_cfg.bptt, clf_cfg.max_len)
-        if lm_dir:
-            load_weights(model, obj["state_dict"], obj["path"], prefix="encoder.")
-        on_epoch, end = dvclive_logger(tmp / "dvclive")
-        history = train_classifier(model, train, valid, clf_cfg, seed, device, on_epoch, resume_path(out_dir), progress)
-        end()
-        probs = predict_probs(model, valid, clf_cfg.batch_size, device, clf_cfg.precision)
-        record.update(
-            n_train=len(train), valid_error=error_rate(probs, valid.labels),
-            valid_confusion=confusion(probs, valid.labels, len(info["classes"])).tolist(),
-            train_loss=history[-1]["train_loss"], loss_flatness=flatness(history),
-            best_epoch=min(history, key=lambda h: h.get("valid_error", np.inf))["epoch"] if clf_cfg.early_stop else len(history),
-            history=history,
-        )
-        if keep_model:
-            save_model(tmp, model, vocab.itos, info["classes"], meta={"direction": direction, "dataset": info["dataset"]})
+    with atomic_dir(out_dir) as tmp:
+        with measured(record):
+            train = load_prepared(data_dir, "train", direction)
+            if budget:
+                train = train.subset(D.stratified_sample(train.labels, budget, seed, balanced, info["classes"]))
+            valid = load_prepared(data_dir, "valid", direction)
+            if lm_dir:
+                obj = read(lm_dir)
+                check_vocab(obj, vocab.itos)
+                if obj["meta"].get("direction", "fwd") != direction:
+                    raise ValueError(f"{lm_dir} is a {obj['meta'].get('direction')} model; this classifier needs {direction}")
+                model_cfg = model_config(obj)
+            torch.manual_seed(seed)
+            model = Classifier(len(vocab), len(info["classes"]), model_cfg, clf_cfg.bptt, clf_cfg.max_len)
+            if lm_dir:
+                load_weights(model, obj["state_dict"], obj["path"], prefix="encoder.")
+            on_epoch, end = dvclive_logger(tmp / "dvclive")
+            history = train_classifier(model, train, valid, clf_cfg, seed, device, on_epoch, resume or resume_path(out_dir),
+                                       progress)
+            end()
+            probs = predict_probs(model, valid, clf_cfg.batch_size, device, clf_cfg.precision)
+            record.update(
+                n_train=len(train), valid_error=error_rate(probs, valid.labels),
+                valid_confusion=confusion(probs, valid.labels, len(info["classes"])).tolist(),
+                train_loss=history[-1]["train_loss"], loss_flatness=flatness(history),
+                best_epoch=min(history, key=lambda h: h.get("valid_error", np.inf))["epoch"] if clf_cfg.early_stop else len(history),
+                history=history,
+            )
+            if keep_model:
+                save_model(tmp, model, vocab.itos, info["classes"], meta={"direction": direction, "dataset": info["dataset"]})
         write_json(tmp / "metrics.json", record)
     return record
 
