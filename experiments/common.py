@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = Path(os.environ.get("ULMFIT_PARAMS", ROOT / "params.yaml"))
 VARIANTS = ROOT / "experiments" / "variants.yaml"
 
-TOP_KEYS = ["seeds", "datasets", "pretrained", "lm_variants", "clf_variants", "curve_budgets", "data", "corpus",
+TOP_KEYS = ["notes", "seeds", "datasets", "pretrained", "lm_variants", "clf_variants", "curve_budgets", "data", "corpus",
             "model", "pretrain", "finetune_lm", "clf"]
 DATA_KEYS = ["mirror", "valid_frac", "split_seed", "max_vocab", "min_freq", "workers"]
 PREPARE_KEYS = ["max_vocab", "min_freq", "max_train", "max_valid", "max_test", "max_unlabelled", "repartition_test"]
@@ -35,7 +35,7 @@ def load_params(path=None):
     p = yaml.safe_load(path.read_text()) or {}
     datasets = p.get("datasets", [])
     _check_keys(p, TOP_KEYS + list(datasets), str(path))
-    for key in TOP_KEYS:
+    for key in TOP_KEYS[1:]:  # all but notes
         if key not in p:
             raise ConfigError(f"{path}: missing key {key!r}")
     for name in datasets:

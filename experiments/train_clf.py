@@ -7,8 +7,17 @@ variant first fine-tunes its own language model on exactly that seed's labelled 
 import sys
 import tempfile
 
-from common import (clf_variant, data_dir, lm_dir, lm_variant, load_params, model_config, pretrained_dir,
-                    resume_file, run_dir)
+from common import (
+    clf_variant,
+    data_dir,
+    lm_dir,
+    lm_variant,
+    load_params,
+    model_config,
+    pretrained_dir,
+    resume_file,
+    run_dir,
+)
 
 from ulmfit import steps
 

@@ -50,7 +50,6 @@ def run(tmp_path_factory):
 def test_every_stage_ran(run):
     work, params, result = run
     ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
-    n = len(params["seeds"])
     assert {"prepare_corpus", "prepare@trec", "pretrain@fwd", "pretrain@bwd", "report", "bow@trec", "evaluate@trec"} <= ran
     assert len([s for s in ran if s.startswith("train_clf@")]) == len(params["clf_variants"])
     assert len([s for s in ran if s.startswith("curve@")]) == 3 * len(params["curve_budgets"])

@@ -2,6 +2,8 @@
 see, and logistic regression with its regularisation chosen by cross-validation on the
 training examples."""
 
+import warnings
+
 import numpy as np
 
 
@@ -25,7 +27,9 @@ def bow_classifier(train):
     classifier = (LogisticRegressionCV(Cs=[0.1, 1.0, 10.0, 100.0], cv=folds, max_iter=2000) if folds >= 2
                   else LogisticRegression(C=10.0, max_iter=2000))
     model = make_pipeline(TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, min_df=1), classifier)
-    return model.fit([train[i] for i in range(len(train))], train.labels)
+    with warnings.catch_warnings():  # scikit-learn's notices of future default changes
+        warnings.simplefilter("ignore", FutureWarning)
+        return model.fit([train[i] for i in range(len(train))], train.labels)
 
 
 def bow_probs(model, docs):
