@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = Path(os.environ.get("ULMFIT_PARAMS", ROOT / "params.yaml"))
 VARIANTS = ROOT / "experiments" / "variants.yaml"
 
-TOP_KEYS = ["notes", "seeds", "datasets", "pretrained", "lm_variants", "clf_variants", "curve_budgets", "data", "corpus",
-            "model", "pretrain", "finetune_lm", "clf"]
+TOP_KEYS = ["notes", "seeds", "datasets", "extra_datasets", "pretrained", "pretrain_import", "lm_variants",
+            "clf_variants", "curve_budgets", "data", "corpus", "model", "pretrain", "finetune_lm", "clf"]
 DATA_KEYS = ["mirror", "valid_frac", "split_seed", "max_vocab", "min_freq", "workers"]
 PREPARE_KEYS = ["max_vocab", "min_freq", "max_train", "max_valid", "max_test", "max_unlabelled", "repartition_test"]
 DATASET_KEYS = ["prepare", "budget", "balanced", "finetune_lm", "clf"]
@@ -33,8 +33,8 @@ def load_params(path=None):
     """The profile's params, every key and value checked (a misspelt key names the valid ones)."""
     path = Path(path or PARAMS)
     p = yaml.safe_load(path.read_text()) or {}
-    datasets = p.get("datasets", [])
-    _check_keys(p, TOP_KEYS + list(datasets), str(path))
+    datasets = list(p.get("datasets") or []) + list(p.get("extra_datasets") or [])
+    _check_keys(p, TOP_KEYS + datasets, str(path))
     for key in TOP_KEYS[1:]:  # all but notes
         if key not in p:
             raise ConfigError(f"{path}: missing key {key!r}")
@@ -59,6 +59,10 @@ def load_params(path=None):
             raise ConfigError(f"{path}: curve_budgets must be positive whole numbers, got {b!r}")
     if not p["seeds"]:
         raise ConfigError(f"{path}: seeds must list at least one seed")
+    for name, source in p["pretrain_import"].items():
+        if name not in p["pretrained"] or not isinstance(source, dict) or set(source) != {"weights", "vocab"}:
+            raise ConfigError(f"{path}: pretrain_import.{name} must name a listed pretrained model and give its fastai "
+                              "`weights` (.pth) and `vocab` (.pkl), e.g. {weights: lstm_fwd.pth, vocab: itos_wt103.pkl}")
     variants = load_variants()
     for key, kind in (("pretrained", "pretrain"), ("lm_variants", "lm"), ("clf_variants", "clf")):
         for name in p[key]:

@@ -1,4 +1,7 @@
-"""Stage pretrain: python experiments/pretrain.py NAME   (a key of variants.yaml `pretrain`)"""
+"""Stage pretrain: python experiments/pretrain.py NAME   (a key of variants.yaml `pretrain`)
+
+Pretrains on the prepared corpus, or, when params `pretrain_import` names fastai weights for
+NAME, converts those instead (fastai's published WT103 models)."""
 
 import sys
 
@@ -9,6 +12,12 @@ from ulmfit.config import LMConfig, from_dict
 
 name = sys.argv[1]
 p = load_params()
+if name in p["pretrain_import"]:
+    from ulmfit.fastai_import import import_fastai
+
+    source = p["pretrain_import"][name]
+    import_fastai(source["weights"], source["vocab"], pretrained_dir(name), direction_of_pretrained(name))
+    sys.exit()
 steps.pretrain(data_dir("corpus"), pretrained_dir(name), model_config(p, name),
                from_dict(LMConfig, p["pretrain"], "params.yaml: pretrain"), direction_of_pretrained(name), seed=0,
                resume=resume_file("pretrain", name))

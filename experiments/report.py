@@ -120,13 +120,13 @@ def main(root=ROOT):
     p = load_params()
     variants = load_variants()
     paper = yaml.safe_load((root / "experiments" / "paper.yaml").read_text())
-    datasets = p["datasets"]
+    datasets, main_datasets = p["datasets"], p["datasets"] + p["extra_datasets"]
     runs = load_runs(root)
     if runs.empty:
         raise SystemExit("report: no classifier runs under runs/; run the pipeline (dvc repro) first")
     bow = pd.DataFrame([{"dataset": path.stem, **r} for path in sorted((root / "runs" / "bow").glob("*.json"))
                         for r in read(path)["runs"]])
-    infos = {d: read(root / "data" / "prepared" / d / "info.json") for d in datasets + ["corpus"]}
+    infos = {d: read(root / "data" / "prepared" / d / "info.json") for d in main_datasets + ["corpus"]}
     out = root / "reports"
     metrics, sections = {}, []
 
@@ -143,7 +143,7 @@ def main(root=ROOT):
              + (" (English Wikipedia articles laid out like WikiText, standing in for WikiText-103, whose train split "
                 "is not available offline)" if p["corpus"]["name"] == "wikipedia_en" else "")
              + f": {corpus['train']['docs']:,} articles, {corpus['train']['tokens']:,} tokens, vocabulary {corpus['vocab_size']:,}."]
-    for d in datasets:
+    for d in main_datasets:
         i = infos[d]
         budget = p[d]["budget"] or i["train"]["docs"]
         notes.append(f"- {name(d)}: a labelled pool of {i['train']['docs']:,} training examples; the ablations use "
@@ -154,7 +154,7 @@ def main(root=ROOT):
 
     # main results: test error of ULMFiT forward, backward and their ensemble
     rows = []
-    for d in datasets:
+    for d in main_datasets:
         path = root / "runs" / "evaluate" / d / "summary.json"
         ev = read(path) if path.exists() else {}
         fwd = {s: r["models"]["ulmfit"]["test_error"] for s, r in ev.items() if "ulmfit" in r["models"]}
@@ -239,7 +239,7 @@ def main(root=ROOT):
                                 for r in conv.itertuples()]) + "\n")
 
     # cost
-    stages = [("prepare", d, infos[d]) for d in ["corpus"] + datasets]
+    stages = [("prepare", d, infos[d]) for d in ["corpus"] + main_datasets]
     stages += [("pretrain", path.parent.name, read(path)) for path in sorted((root / "models" / "pretrained").glob("*/metrics.json"))]
     stages += [("finetune_lm", f"{path.parent.parent.name}/{path.parent.name}", read(path))
                for path in sorted((root / "models" / "lm").glob("*/*/metrics.json"))]

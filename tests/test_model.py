@@ -73,7 +73,7 @@ def test_language_model_ties_weights_and_returns_logits():
     assert lm.decoder.weight is lm.encoder.embedding.weight
     logits, raw, dropped, state = lm(torch.randint(0, 30, (2, 5)))
     assert logits.shape == (2, 5, 30) and raw.shape == (2, 5, 8) and len(state) == 3
-    assert len(lm.groups()) == 5
+    assert len(lm.groups()) == 4 and lm.groups()[-1][0] is lm.encoder.embedding.weight  # the tied decoder is the head
     assert sorted(k for k in lm.state_dict() if "embedding" in k) == ["encoder.embedding.weight"]
 
 
@@ -210,3 +210,17 @@ def test_language_model_loss_equals_cross_entropy_of_its_logits():
     logits = lm(x)[0]
     assert torch.allclose(lm.loss(x, y)[0], torch.nn.functional.cross_entropy(logits.reshape(-1, 30), y.reshape(-1)),
                           atol=1e-6)
+
+
+def test_drop_mult_scales_every_dropout_and_the_checkpoint_keeps_the_model_config():
+    clf = Classifier(40, 3, TINY, drop_mult=0.5)
+    enc = clf.encoder
+    assert enc.embedding_dropout.p == pytest.approx(TINY.embed_p / 2)
+    assert enc.input_dropout.p == pytest.approx(TINY.input_p / 2)
+    assert [d.p for d in enc.hidden_dropouts] == pytest.approx([TINY.hidden_p / 2] * 2)
+    assert [r.p for r in enc.rnns] == pytest.approx([TINY.weight_p / 2] * 3)
+    assert clf.head[1].p == pytest.approx(TINY.output_p / 2) and clf.head[5].p == pytest.approx(TINY.head_p / 2)
+    assert enc.cfg == TINY  # what a checkpoint records: the model's own dropouts
+    assert LanguageModel(40, TINY, drop_mult=0.1).output_dropout.p == pytest.approx(TINY.output_p / 10)
+    with pytest.raises(ValueError, match="drop_mult 3 makes .*weight_p.*outside \\[0, 1\\)"):
+        Classifier(40, 3, TINY, drop_mult=3)

@@ -204,3 +204,13 @@ def test_lm_loss_of_a_uniform_model_is_log_vocab():
     docs = make_docs([np.arange(2, 20)] * 10)
     loss = lm_loss(model, docs, LMConfig(batch_size=2, bptt=5, precision="fp32"))
     assert loss == pytest.approx(math.log(20), rel=1e-5)
+
+
+def test_min_steps_adds_epochs_for_small_label_budgets_and_early_stopping_checks_about_ten_times():
+    train, valid = planted(24, 0), planted(20, 1)  # 3 batches of 8 per epoch
+    cfg = ClfConfig(epochs=2, batch_size=8, bptt=8, max_len=16, min_steps=60, early_stop=True, precision="fp32")
+    model = Classifier(40, 2, SMALL, cfg.bptt, cfg.max_len)
+    history = train_classifier(model, train, valid, cfg, seed=0, progress=False)
+    assert len(history) == 20 and history[-1]["step"] == 60
+    checked = [h["epoch"] for h in history if "valid_error" in h]
+    assert checked == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]

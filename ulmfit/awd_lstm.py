@@ -74,6 +74,16 @@ class WeightDrop(nn.Module):
             return self.lstm(x, state)
 
 
+def dropouts(cfg: ModelConfig, drop_mult=1.0):
+    """The model's dropout probabilities scaled by `drop_mult` (fastai's knob: 1 = as configured)."""
+    p = {k: getattr(cfg, k) * drop_mult for k in ("output_p", "hidden_p", "input_p", "embed_p", "weight_p", "head_p")}
+    bad = [k for k, v in p.items() if not 0 <= v < 1]
+    if bad:
+        raise ValueError(f"drop_mult {drop_mult} makes {', '.join(bad)} {[round(p[k], 3) for k in bad]}, outside [0, 1); "
+                         "use a smaller drop_mult")
+    return p
+
+
 class AWDLSTM(nn.Module):
     """Embedding -> n LSTM layers with embedding, input, hidden and weight dropout.
 
@@ -84,19 +94,20 @@ class AWDLSTM(nn.Module):
     last real step (the CPU runs packed LSTMs step by step, so only short ragged pieces use it).
     """
 
-    def __init__(self, vocab_size, cfg: ModelConfig, pad_idx=1):
+    def __init__(self, vocab_size, cfg: ModelConfig, pad_idx=1, drop_mult=1.0):
         super().__init__()
         self.cfg, self.vocab_size, self.pad_idx = cfg, vocab_size, pad_idx
+        p = dropouts(cfg, drop_mult)
         self.embedding = nn.Embedding(vocab_size, cfg.emb_size, padding_idx=pad_idx)
         self.embedding.weight.data.uniform_(-0.1, 0.1)
-        self.embedding_dropout = EmbeddingDropout(cfg.embed_p)
+        self.embedding_dropout = EmbeddingDropout(p["embed_p"])
         self.sizes = [cfg.emb_size] + [cfg.hidden_size] * (cfg.n_layers - 1) + [cfg.emb_size]
         self.rnns = nn.ModuleList(
-            WeightDrop(nn.LSTM(self.sizes[i], self.sizes[i + 1], batch_first=True), cfg.weight_p)
+            WeightDrop(nn.LSTM(self.sizes[i], self.sizes[i + 1], batch_first=True), p["weight_p"])
             for i in range(cfg.n_layers)
         )
-        self.input_dropout = LockedDropout(cfg.input_p)
-        self.hidden_dropouts = nn.ModuleList(LockedDropout(cfg.hidden_p) for _ in range(cfg.n_layers - 1))
+        self.input_dropout = LockedDropout(p["input_p"])
+        self.hidden_dropouts = nn.ModuleList(LockedDropout(p["hidden_p"]) for _ in range(cfg.n_layers - 1))
 
     def forward(self, ids, lengths=None, state=None, new_masks=True):
         x = self.input_dropout(self.embedding_dropout(self.embedding, ids))
@@ -173,10 +184,10 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
 class LanguageModel(nn.Module):
     """AWD-LSTM encoder with a tied linear decoder over the vocabulary."""
 
-    def __init__(self, vocab_size, cfg: ModelConfig, pad_idx=1):
+    def __init__(self, vocab_size, cfg: ModelConfig, pad_idx=1, drop_mult=1.0):
         super().__init__()
-        self.encoder = AWDLSTM(vocab_size, cfg, pad_idx)
-        self.output_dropout = LockedDropout(cfg.output_p)
+        self.encoder = AWDLSTM(vocab_size, cfg, pad_idx, drop_mult)
+        self.output_dropout = LockedDropout(dropouts(cfg, drop_mult)["output_p"])
         self.decoder = nn.Linear(cfg.emb_size, vocab_size)
         self.decoder.weight = self.encoder.embedding.weight  # tied
         nn.init.zeros_(self.decoder.bias)
@@ -202,7 +213,9 @@ class LanguageModel(nn.Module):
         return loss, raw, dropped, state
 
     def groups(self):
-        return self.encoder.groups() + [[self.decoder.bias]]
+        """Layer groups from the bottom: each LSTM layer, then the head: the decoder, whose weight is
+        the tied embedding (as fastai splits a language model)."""
+        return [list(rnn.parameters()) for rnn in self.encoder.rnns] + [[self.decoder.weight, self.decoder.bias]]
 
 
 def ar_tar(raw, dropped, alpha, beta):
@@ -233,18 +246,18 @@ class Classifier(nn.Module):
     with gradients and are pooled. Each head block is BatchNorm1d -> Dropout -> Linear.
     """
 
-    def __init__(self, vocab_size, n_classes, cfg: ModelConfig, bptt=70, max_len=1400, pad_idx=1):
+    def __init__(self, vocab_size, n_classes, cfg: ModelConfig, bptt=70, max_len=1400, pad_idx=1, drop_mult=1.0):
         super().__init__()
-        self.encoder = AWDLSTM(vocab_size, cfg, pad_idx)
+        self.encoder = AWDLSTM(vocab_size, cfg, pad_idx, drop_mult)
         self.bptt, self.max_len = bptt, max_len
-        pooled = 3 * cfg.emb_size
+        pooled, p = 3 * cfg.emb_size, dropouts(cfg, drop_mult)
         self.head = nn.Sequential(
             nn.BatchNorm1d(pooled),
-            nn.Dropout(cfg.output_p),
+            nn.Dropout(p["output_p"]),
             nn.Linear(pooled, cfg.head_hidden),
             nn.ReLU(),
             nn.BatchNorm1d(cfg.head_hidden),
-            nn.Dropout(cfg.head_p),
+            nn.Dropout(p["head_p"]),
             nn.Linear(cfg.head_hidden, n_classes),
         )
 
@@ -253,8 +266,9 @@ class Classifier(nn.Module):
 
         Each document's prefix (all but its last max_len tokens) runs without gradients: first
         its ragged start (prefix mod bptt tokens, packed), then its whole bptt chunks, aligned
-        across documents so that every call holds only whole chunks and runs the fused LSTM
-        kernel. The last max_len tokens then run with gradients from the carried state; padding
+        across documents at the end of their prefixes so that every call holds only whole chunks
+        and runs the fused LSTM kernel (consecutive chunks read by the same documents go in one
+        call). The last max_len tokens then run with gradients from the carried state; padding
         after a document's end never reaches its outputs, and pooling masks it out.
         """
         order = torch.argsort(lengths, descending=True, stable=True)
@@ -269,14 +283,16 @@ class Classifier(nn.Module):
                 state = self.encoder.zero_state(ids.size(0), ids.device)
                 state = [tuple(z.index_copy(1, rows, t) for z, t in zip(zs, ts)) for zs, ts in zip(state, part)]
                 fresh = False
-            steps = torch.arange(self.bptt, device=ids.device)
-            for j in range(int(chunks.max()), 0, -1):  # chunk j counts back from the end of the prefix
-                n = int((chunks >= j).sum())
-                index = (head[:n] + (chunks[:n] - j) * self.bptt)[:, None] + steps
+            j = int(chunks.max())  # chunk j counts back from the end of the prefix
+            while j > 0:
+                n = int((chunks >= j).sum())  # documents reading chunk j: a leading block of the batch
+                low = int(chunks[n]) if n < len(chunks) else 0  # chunks j .. low + 1 have the same readers
+                index = (head[:n] + (chunks[:n] - j) * self.bptt)[:, None] + torch.arange((j - low) * self.bptt,
+                                                                                         device=ids.device)
                 old = state or self.encoder.zero_state(ids.size(0), ids.device)
                 _, _, part = self.encoder(ids[:n].gather(1, index), None, [tuple(t[:, :n] for t in s) for s in old], fresh)
                 state = [tuple(torch.cat([a, b[:, n:]], dim=1) for a, b in zip(ps, os)) for ps, os in zip(part, old)]
-                fresh = False
+                fresh, j = False, low
         tail = lengths - prefix
         steps = torch.arange(int(tail.max()), device=ids.device)
         index = (prefix[:, None] + steps[None, :]).clamp(max=ids.size(1) - 1)

@@ -15,7 +15,7 @@ def ngrams(doc):
 def bow_classifier(train):
     """Fit TF-IDF + logistic regression on Docs with labels; returns the fitted pipeline.
 
-    C is chosen from 0.1, 1, 10, 100 by up to 3-fold cross-validation; when some class has a
+    C is chosen from 1, 10, 100 by up to 3-fold cross-validation; when some class has a
     single example (tiny budgets of unbalanced data) C = 10 is used without cross-validation.
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -24,7 +24,7 @@ def bow_classifier(train):
 
     counts = np.bincount(train.labels)
     folds = int(min(3, counts[counts > 0].min()))
-    classifier = (LogisticRegressionCV(Cs=[0.1, 1.0, 10.0, 100.0], cv=folds, max_iter=2000) if folds >= 2
+    classifier = (LogisticRegressionCV(Cs=[1.0, 10.0, 100.0], cv=folds, max_iter=2000) if folds >= 2
                   else LogisticRegression(C=10.0, max_iter=2000))
     model = make_pipeline(TfidfVectorizer(analyzer=ngrams, sublinear_tf=True, min_df=1), classifier)
     with warnings.catch_warnings():  # scikit-learn's notices of future default changes

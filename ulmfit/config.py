@@ -52,6 +52,7 @@ class LMConfig:
     beta2: float = 0.99
     weight_decay: float = 0.01
     clip: float = 0.25  # max gradient norm; 0 = off
+    drop_mult: float = 1.0  # scales every dropout of the model (fastai's knob; 1 = the model's own)
     alpha: float = 2.0  # AR
     beta: float = 1.0  # TAR
     nonmono: int = 5  # NT-ASGD: evaluations without improvement before averaging starts
@@ -79,10 +80,12 @@ class ClfConfig:
     beta2: float = 0.99
     weight_decay: float = 0.01
     clip: float = 0.25
+    drop_mult: float = 1.0  # scales every dropout of the model, head included
     bptt: int = 70  # BPT3C chunk length
     max_len: int = 1400  # BPT3C: gradients and pooling cover the last max_len tokens
-    early_stop: bool = False  # keep the epoch with the best validation error
-    patience: int = 0  # stop after this many epochs without improvement (0 = never)
+    min_steps: int = 0  # add epochs until there are at least this many updates (small label budgets)
+    early_stop: bool = False  # keep the epoch with the best validation error (checked at most 10 times)
+    patience: int = 0  # stop after this many checks without improvement (0 = never)
     precision: str = "bf16"
     ckpt_every: int = 200  # steps between resumable checkpoints
 

@@ -47,7 +47,8 @@ DATASETS = {
     "wikipedia_en": Spec(None, None, "wikipedia_en", ("train", "validation", "test")),
 }
 
-MIRROR_HELP = "point params `data.mirror` (or the ULMFIT_DATA environment variable) at a directory holding <dataset>/<split>.parquet"
+MIRROR_HELP = ("point the ULMFIT_DATA environment variable (or params `data.mirror`) at a directory holding "
+               "<dataset>/<split>.parquet")
 
 
 def spec(name):
@@ -73,7 +74,7 @@ def load(name, split, mirror=None):
     s = spec(name)
     if split not in s.splits:
         raise DataError(f"dataset {name!r} has no split {split!r}; its splits are: {', '.join(s.splits)}")
-    mirror = mirror if mirror is not None else os.environ.get("ULMFIT_DATA") or None
+    mirror = os.environ.get("ULMFIT_DATA") or mirror  # the environment overrides params
     tried = "no mirror configured"
     if mirror:
         path = Path(mirror) / s.mirror_dir / f"{split}.parquet"

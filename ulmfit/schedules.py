@@ -1,7 +1,8 @@
 """Learning-rate schedules, discriminative rates and unfreezing strategies (ULMFiT section 3.2-3.3).
 
-Layer groups are numbered from the bottom: 0 = embedding, 1..n_layers = LSTM layers, and the
-top group is the head (classifier head, or the decoder bias of a language model).
+Layer groups are numbered from the bottom. A classifier's are the embedding, each LSTM layer and
+the head; a language model's are each LSTM layer and the head, its decoder, whose weight is the
+tied embedding (fastai's split).
 """
 
 import math

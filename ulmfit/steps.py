@@ -200,7 +200,7 @@ def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, de
     with output_dir(out_dir) as tmp:
         with measured(record):
             torch.manual_seed(seed)
-            model = LanguageModel(len(vocab), model_cfg)
+            model = LanguageModel(len(vocab), model_cfg, drop_mult=lm_cfg.drop_mult)
             on_epoch, end = dvclive_logger(tmp / "dvclive")
             record["history"] = train_lm(model, load_prepared(corpus_dir, "train", direction),
                                          load_prepared(corpus_dir, "valid", direction), lm_cfg, seed, device, on_epoch,
@@ -250,10 +250,10 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
                 if obj["meta"].get("direction", "fwd") != direction:
                     raise ValueError(f"{pretrained_dir} is a {obj['meta'].get('direction')} model; this step needs {direction}")
                 model_cfg = model_config(obj)
-                model = LanguageModel(len(vocab), model_cfg)
+            drop_mult = lm_cfg.drop_mult if lm_cfg else 1.0
+            model = LanguageModel(len(vocab), model_cfg, drop_mult=drop_mult)
+            if pretrained_dir:
                 load_weights(model, transfer_vocab(obj["state_dict"], obj["vocab"], vocab.itos), obj["path"])
-            else:
-                model = LanguageModel(len(vocab), model_cfg)
             valid = load_prepared(data_dir, "valid", direction)
             if lm_cfg is not None:
                 on_epoch, end = dvclive_logger(tmp / "dvclive")
@@ -305,7 +305,8 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
                     raise ValueError(f"{lm_dir} is a {obj['meta'].get('direction')} model; this classifier needs {direction}")
                 model_cfg = model_config(obj)
             torch.manual_seed(seed)
-            model = Classifier(len(vocab), len(info["classes"]), model_cfg, clf_cfg.bptt, clf_cfg.max_len)
+            model = Classifier(len(vocab), len(info["classes"]), model_cfg, clf_cfg.bptt, clf_cfg.max_len,
+                               drop_mult=clf_cfg.drop_mult)
             if lm_dir:
                 load_weights(model, obj["state_dict"], obj["path"], prefix="encoder.")
             on_epoch, end = dvclive_logger(tmp / "dvclive")

@@ -23,6 +23,19 @@ from .optim import SGD, AdamW
 from .schedules import group_rates, learning_rate, trainable_groups
 
 
+def deterministic_mode():
+    """With ULMFIT_DETERMINISTIC=1, ask PyTorch for deterministic algorithms wherever it has them.
+
+    CPU runs are deterministic anyway. On a GPU, cuDNN's LSTM and the embedding's backward pass
+    (atomic adds) are not, unless this is set; it costs speed.
+    """
+    if os.environ.get("ULMFIT_DETERMINISTIC", "0") not in ("", "0"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
 def autocast(precision, device):
     if precision == "fp32":
         return nullcontext()
@@ -178,6 +191,7 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
     the weights are averaged over every iterate since that switch (NT-ASGD, Merity et al. 2017).
     Under torchrun each process trains on its share of the batch rows (see distributed.py).
     """
+    deterministic_mode()
     torch.manual_seed(seed + distributed.rank())  # the same weights everywhere, other dropout masks per rank
     model.to(device)
     train_docs = cap_tokens(train_docs, cfg.max_tokens, seed)
@@ -341,12 +355,15 @@ def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", o
     One schedule spans all T iterations of all epochs. With early_stop the weights of the epoch
     with the lowest validation error are kept. Returns the per-epoch history.
     """
+    deterministic_mode()
     torch.manual_seed(seed)
     model.to(device)
-    plans = [sortish_batches(train_docs.lengths, cfg.batch_size, np.random.default_rng([seed, e]))
-             for e in range(cfg.epochs)]
-    if not plans[0]:
+    first = sortish_batches(train_docs.lengths, cfg.batch_size, np.random.default_rng([seed, 0]))
+    if not first:
         raise ValueError(f"the training set has {len(train_docs)} document(s); a classifier needs at least 2")
+    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / len(first)))
+    plans = [sortish_batches(train_docs.lengths, cfg.batch_size, np.random.default_rng([seed, e])) for e in range(epochs)]
+    check_every = max(1, round(epochs / 10))  # validation passes for early stopping: about 10 per run
     total_steps = sum(len(p) for p in plans)
     groups = model.groups()
     opt = make_optimizer(cfg, groups, group_rates(len(groups), cfg.lr, cfg.discr, cfg.body_lr))
@@ -366,7 +383,7 @@ def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", o
         resume.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng_state(), "pos": pos,
                      "history": history, "best": best})
 
-    for epoch in range(pos["epoch"], cfg.epochs):
+    for epoch in range(pos["epoch"], epochs):
         train_mask = trainable_groups(cfg.unfreeze, epoch, len(groups))
         for group, on in zip(groups, train_mask):
             for p in group:
@@ -374,7 +391,7 @@ def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", o
         live = [p for group, on in zip(groups, train_mask) if on for p in group]
         model.train()
         batches = plans[epoch]
-        bar = progress_bar(len(batches), f"classifier epoch {epoch + 1}/{cfg.epochs}", progress)
+        bar = progress_bar(len(batches), f"classifier epoch {epoch + 1}/{epochs}", progress)
         bar.update(pos["batch"])
         for b in range(pos["batch"], len(batches)):
             ids, lengths, labels, _ = collate(train_docs, batches[b], model.encoder.pad_idx, device)
@@ -394,8 +411,8 @@ def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", o
         bar.close()
         record = {"epoch": epoch + 1, "step": pos["step"], "train_loss": pos["loss_sum"] / max(pos["loss_n"], 1),
                   "trainable_groups": sum(train_mask)}
-        last = epoch == cfg.epochs - 1
-        if valid_docs is not None and (cfg.early_stop or last):
+        last = epoch == epochs - 1
+        if valid_docs is not None and (last or cfg.early_stop and (epoch + 1) % check_every == 0):
             record["valid_error"] = error_rate(predict_probs(model, valid_docs, cfg.batch_size, device, cfg.precision),
                                                valid_docs.labels)
             if cfg.early_stop and record["valid_error"] < best["error"]:
@@ -409,7 +426,7 @@ def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", o
         pos = {"epoch": epoch + 1, "batch": 0, "step": pos["step"], "loss_sum": 0.0, "loss_n": 0}
         stop = cfg.early_stop and cfg.patience and best["since"] >= cfg.patience
         if stop:
-            pos["epoch"] = cfg.epochs
+            pos["epoch"] = epochs
         checkpoint()
         if stop:
             break

@@ -1,0 +1,187 @@
+"""Every kind of bad input gets an error that names the item at fault and the fix, and leaves no
+partial output behind: the previous output of a failed step stays as it was."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+
+from ulmfit import io, steps
+from ulmfit.awd_lstm import LanguageModel
+from ulmfit.checkpoint import CheckpointError, save_model
+from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, from_dict
+from ulmfit.data import DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ModelConfig(emb_size=8, hidden_size=12)
+
+
+def mirror(tmp_path, train_texts, train_labels=None, test_texts=("What is it ?",) * 12):
+    labels = train_labels if train_labels is not None else [i % 6 for i in range(len(train_texts))]
+    for split, texts, y in (("train", train_texts, labels), ("test", test_texts, [i % 6 for i in range(len(test_texts))])):
+        path = tmp_path / "mirror" / "trec" / f"{split}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"text": list(texts), "coarse_label": list(y)}), path)
+    return tmp_path / "mirror"
+
+
+def questions(n):
+    return [f"What is thing number {i} called in the {['red', 'big', 'old'][i % 3]} book ?" for i in range(n)]
+
+
+def previous_output(path):
+    path.mkdir(parents=True)
+    (path / "marker").write_text("previous result")
+    return path
+
+
+def test_empty_documents_are_skipped_and_counted(tmp_path):
+    texts = questions(60)
+    texts[3], texts[10], texts[20] = "", "   \n\t ", " "
+    info = steps.prepare("trec", tmp_path / "out", mirror(tmp_path, texts), min_freq=1)
+    assert info["skipped_empty"]["train"] == 3
+    assert info["train"]["docs"] + info["valid"]["docs"] == 57
+
+
+def test_a_split_with_only_empty_documents_is_an_error_and_keeps_the_previous_output(tmp_path):
+    out = previous_output(tmp_path / "out")
+    with pytest.raises(DataError, match="trec/train: every document is empty or whitespace-only"):
+        steps.prepare("trec", out, mirror(tmp_path, ["", "  "] * 6))
+    assert (out / "marker").read_text() == "previous result" and sorted(os.listdir(out)) == ["marker"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["mirror", "out"]  # no temporary directory left
+
+
+def test_bytes_that_are_not_utf8(tmp_path):
+    path = tmp_path / "mirror" / "trec" / "train.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"text": pa.array([b"ok", b"caf\xe9 au lait"], pa.binary()), "coarse_label": [0, 1]}), path)
+    out = previous_output(tmp_path / "out")
+    with pytest.raises(DataError, match="row 1 of column 'text' is not valid UTF-8.*re-encode"):
+        steps.prepare("trec", out, tmp_path / "mirror")
+    assert sorted(os.listdir(out)) == ["marker"]
+
+
+def test_a_single_5_mb_document(tmp_path):
+    texts = questions(60)
+    texts[0] = "The film was good . " * 262_144  # 5 MB
+    start = time.time()
+    info = steps.prepare("trec", tmp_path / "out", mirror(tmp_path, texts), min_freq=1)
+    assert time.time() - start < 120
+    assert info["train"]["tokens"] + info["valid"]["tokens"] > 1_000_000
+
+
+def test_labels_missing_or_outside_the_classes(tmp_path):
+    with pytest.raises(DataError, match="row 2 has label 9, outside the declared classes 0..5"):
+        steps.prepare("trec", tmp_path / "out", mirror(tmp_path, questions(12), [0, 1, 9] + [0] * 9))
+
+
+def test_unknown_dataset_or_split():
+    with pytest.raises(DataError, match="unknown dataset 'trek'; known datasets: imdb, trec"):
+        steps.prepare("trek", "unused")
+    from ulmfit.data import load
+    with pytest.raises(DataError, match="no split 'dev'"):
+        load("imdb", "dev")
+
+
+def test_mirror_file_missing_truncated_or_wrong_columns(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    root = mirror(tmp_path, questions(30))
+    (root / "trec" / "test.parquet").unlink()
+    with pytest.raises(DataError, match=r"mirror file .*trec/test.parquet does not exist.*unreachable"):
+        steps.prepare("trec", tmp_path / "out", root)
+    pq.write_table(pa.table({"question": ["a"], "coarse_label": [0]}), root / "trec" / "test.parquet")
+    with pytest.raises(DataError, match="lacks column\\(s\\) text"):
+        steps.prepare("trec", tmp_path / "out", root)
+    data = (root / "trec" / "train.parquet").read_bytes()
+    (root / "trec" / "train.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="damaged or truncated: copy it again"):
+        steps.prepare("trec", tmp_path / "out", root)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_or_misspelt_params_keys_list_the_valid_ones(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) 'epoch'; valid keys are: epochs, batch_size"):
+        from_dict(ClfConfig, {"epoch": 3})
+    from common import load_params
+
+    params = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
+    params["clf"]["lerning_rate"] = 0.1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match="'lerning_rate'.*valid keys are: epochs"):
+        load_params(tmp_path / "params.yaml")
+    params["clf"].pop("lerning_rate")
+    params["trec"]["prepare"]["max_trian"] = 5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match="trec.prepare: unknown key\\(s\\) 'max_trian'; valid keys are: max_vocab"):
+        load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("cls,key,value", [(ModelConfig, "hidden_size", 0), (LMConfig, "epochs", -1),
+                                           (ClfConfig, "batch_size", 0), (LMConfig, "lr", 0.0),
+                                           (ClfConfig, "lr", -0.01), (ModelConfig, "output_p", 1.5)])
+def test_zero_or_negative_sizes_epochs_batches_and_rates(cls, key, value):
+    with pytest.raises(ConfigError, match=f"{key} must"):
+        from_dict(cls, {key: value})
+
+
+def test_checkpoint_whose_vocabulary_or_architecture_does_not_match(tmp_path):
+    data = tmp_path / "data"
+    steps.prepare("trec", data, mirror(tmp_path, questions(60)), min_freq=1)
+    vocab = json.loads((data / "vocab.json").read_text())
+    save_model(tmp_path / "lm_other_vocab", LanguageModel(len(vocab), TINY), vocab[:-1] + ["zzz"], meta={"direction": "fwd"})
+    out = previous_output(tmp_path / "clf")
+    with pytest.raises(CheckpointError, match=f"vocabulary of {len(vocab)} tokens that differs.*first difference at id {len(vocab) - 1}"):
+        steps.train_clf(data, out, ClfConfig(epochs=1), tmp_path / "lm_other_vocab")
+    lm = LanguageModel(len(vocab), TINY)
+    save_model(tmp_path / "lm_bad_arch", lm, vocab, meta={"direction": "fwd"})
+    obj = torch.load(tmp_path / "lm_bad_arch" / "model.pt", weights_only=False)
+    obj["model_config"]["hidden_size"] = 16  # the weights say 12
+    torch.save(obj, tmp_path / "lm_bad_arch" / "model.pt")
+    with pytest.raises(CheckpointError, match="does not fit the model being built: shape mismatch .*weight_hh_l0_raw"):
+        steps.train_clf(data, out, ClfConfig(epochs=1), tmp_path / "lm_bad_arch")
+    assert sorted(os.listdir(out)) == ["marker"]
+
+
+def test_label_budget_larger_than_a_class_has(tmp_path):
+    data = tmp_path / "data"
+    labels = [0] * 30 + [1] * 30 + [2, 3, 4, 5] * 10  # 10% held out: 9 of each of the last four classes remain
+    steps.prepare("trec", data, mirror(tmp_path, questions(len(labels)), labels), min_freq=1)
+    with pytest.raises(DataError, match="budget 60 needs 10 examples of class 'DESC' but only 9 are available; "
+                                        "use a budget of at most 54"):
+        steps.train_clf(data, tmp_path / "clf", ClfConfig(epochs=1), None, TINY, budget=60, balanced=True)
+
+
+def test_no_room_on_disk_for_a_checkpoint(tmp_path, monkeypatch):
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"previous checkpoint")
+
+    def full_disk(obj, f, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(io.OutputError, match="no space left on the device writing .*model.pt.*previous version is kept"):
+        io.save_torch(target, {"weights": 1})
+    assert target.read_bytes() == b"previous checkpoint"
+    assert os.listdir(tmp_path) == ["model.pt"]  # no temporary file left
+
+
+def test_offline_with_no_local_data_fails_fast_naming_the_mirror(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="0", HF_ENDPOINT="https://huggingface.invalid", ULMFIT_DATA="")
+    start = time.time()
+    result = subprocess.run([sys.executable, "-m", "ulmfit.cli", "prepare", "--dataset", "imdb", "--out",
+                             str(tmp_path / "out"), "--mirror", str(tmp_path / "nowhere")],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert time.time() - start < 10
+    assert result.returncode == 2
+    assert "imdb/train" in result.stderr and "nowhere/imdb/train.parquet does not exist" in result.stderr
+    assert "ULMFIT_DATA" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
