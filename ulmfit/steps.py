@@ -106,7 +106,8 @@ def read_splits(dataset, info, mirror=None, valid_frac=0.1, split_seed=42, max_t
     splits = {}
 
     def keep(name, texts, labels, cap=0):
-        texts, labels, info["skipped_empty"][name] = _clean(texts, labels, f"{dataset}/{name}")
+        texts, labels, skipped = _clean(texts, labels, f"{dataset}/{name}")
+        info["skipped_empty"][name] = info["skipped_empty"].get(name, 0) + skipped
         idx = _cap(len(texts), cap, split_seed, labels)
         splits[name] = ([texts[i] for i in idx], None if labels is None else labels[idx])
 
