@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# the venv's bin first, so `dvc` (and the stages' `python`) resolve without an activated venv, as in CI
+ENV = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
 
 def mirror():
@@ -39,7 +41,7 @@ def run(tmp_path_factory):
     for stale in ("dvc.lock", "reports"):
         path = work / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = ENV
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     subprocess.run(["dvc", "config", "--local", "core.no_scm", "true"], cwd=work, check=True, env=env)
     result = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=env)
@@ -91,7 +93,7 @@ def test_every_table_and_figure_exists_and_every_cell_came_from_this_run(run):
 
 def test_metrics_and_plots_commands_work(run):
     work, _, _ = run
-    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    env = ENV
     shown = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=work, capture_output=True, text=True, env=env)
     assert shown.returncode == 0 and "valid_error_ulmfit" in shown.stdout
     plots = subprocess.run(["dvc", "plots", "show", "-o", str(work / "plots_html")], cwd=work, capture_output=True,
@@ -102,6 +104,6 @@ def test_metrics_and_plots_commands_work(run):
 
 def test_repro_again_does_nothing(run):
     work, _, _ = run
-    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    env = ENV
     status = subprocess.run(["dvc", "status"], cwd=work, capture_output=True, text=True, env=env)
     assert status.returncode == 0 and "up to date" in status.stdout.lower()
