@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +18,10 @@ SETTINGS = ["emb_size=8", "hidden_size=12", "output_p=0", "hidden_p=0", "input_p
             "epochs=2", "batch_size=4", "bptt=10", "variable_bptt=false", "precision=fp32", "lr=0.01"]
 
 
-def corpus(path):
+def corpus(path, n_train=30):
     rng = np.random.default_rng(0)
     path.mkdir()
-    for split, n in (("train", 30), ("valid", 5)):
+    for split, n in (("train", n_train), ("valid", 5)):
         seqs = [np.concatenate([[2], rng.integers(9, 40, rng.integers(20, 60))]) for _ in range(n)]
         offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64)
         Docs(np.concatenate(seqs).astype(np.int32), offsets).save(path / f"{split}.npz")
@@ -50,3 +52,61 @@ def test_two_process_training_matches_one_process_on_the_same_global_batch(tmp_p
     model, _ = load_model(tmp_path / "ddp")  # the rank-0 checkpoint loads in a single process
     assert model.decoder.out_features == 40
     assert not (tmp_path / "ddp.resume.pt").exists()
+
+
+def all_descendants(pid):
+    """The processes below `pid` (torchrun's workers and theirs), from /proc."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def test_two_process_training_resumes_after_kill_9(tmp_path):
+    """Killed mid-epoch under torchrun and started again, it ends where an uninterrupted run ends."""
+    corpus(tmp_path / "corpus", n_train=150)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    settings = ["emb_size=8", "hidden_size=12", "epochs=2", "batch_size=4", "bptt=10", "ckpt_every=10",
+                "precision=fp32"]  # the paper's dropouts: every rank's random state must come back
+
+    def command(out):
+        return [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2", "-m",
+                "ulmfit.cli", "pretrain", "--corpus", str(tmp_path / "corpus"), "--out", str(out), "--set", *settings]
+
+    def finish(out):
+        result = subprocess.run(command(out), capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    finish(tmp_path / "straight")
+    proc = subprocess.Popen(command(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (tmp_path / "killed.resume.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.01)
+    time.sleep(0.3)  # on past the checkpoint, into the next steps
+    for pid in [*all_descendants(proc.pid), proc.pid]:  # the workers and torchrun, all at once
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    state = torch.load(tmp_path / "killed.resume.pt", weights_only=False)
+    assert state["pos"]["epoch"] == 0 and state["pos"]["batch"] > 0 and len(state["ranks"]) == 2
+    assert not (tmp_path / "killed").exists()
+    finish(tmp_path / "killed")
+
+    straight, resumed = read(tmp_path / "straight"), read(tmp_path / "killed")
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+    m1, m2 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", "killed"))
+    assert [r["train_loss"] for r in m1["history"]] == [r["train_loss"] for r in m2["history"]]
+    assert not (tmp_path / "killed.resume.pt").exists()

@@ -68,6 +68,15 @@ def mean(value):
     return t.item() / world_size()
 
 
+def all_gather(obj):
+    """Every rank's `obj` (any picklable value), in rank order; [obj] without torchrun."""
+    if world_size() == 1:
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def barrier():
     if world_size() > 1 and dist.is_initialized():
         dist.barrier()

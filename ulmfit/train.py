@@ -207,18 +207,24 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
 
     saved = resume.load()
     if saved:
+        if len(saved["ranks"]) != distributed.world_size():
+            raise ValueError(f"{resume_path} was written by {len(saved['ranks'])} process(es) and this run has "
+                             f"{distributed.world_size()}; resume with the same number, or delete it to start over")
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
-        torch.set_rng_state(saved["rng"])
         pos, history, valid_losses = saved["pos"], saved["history"], saved["valid_losses"]
+        mine = saved["ranks"][distributed.rank()]  # each rank's own random state, hidden state and loss sum
+        torch.set_rng_state(mine["rng"])
+        pos.update(state=mine["state"], loss_sum=mine["loss_sum"])
         if saved["averager"] is not None:
             averager = Averager(params)
             averager.load_state_dict(saved["averager"])
         for record in history if on_epoch else []:  # replay the finished epochs into the log
             on_epoch(record)
 
-    def checkpoint():
-        resume.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng_state(), "pos": pos,
+    def checkpoint():  # called on every rank: it gathers what differs between ranks
+        ranks = distributed.all_gather({"rng": rng_state(), "state": pos["state"], "loss_sum": pos["loss_sum"]})
+        resume.save({"model": model.state_dict(), "opt": opt.state_dict(), "ranks": ranks, "pos": pos,
                      "history": history, "valid_losses": valid_losses,
                      "averager": averager.state_dict() if averager else None})
 
