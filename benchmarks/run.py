@@ -92,6 +92,16 @@ def plain_lm(vocab, emb, hidden):
     return Plain()
 
 
+def lm_batches(vocab, bs, bptt):
+    """(input, target) batches of real IMDb text, consecutive slices of one token stream."""
+    import torch
+
+    docs, _ = imdb_docs(vocab)
+    stream = torch.from_numpy(docs.ids.astype(np.int64))
+    return [(stream[i : i + bs * bptt].view(bs, bptt), stream[i + 1 : i + 1 + bs * bptt].view(bs, bptt))
+            for i in range(0, len(stream) - bs * bptt - 1, bs * bptt)]
+
+
 def lm_case(config, impl, train=True):
     import torch
 
@@ -101,11 +111,8 @@ def lm_case(config, impl, train=True):
 
     emb, hidden, vocab, bs, bptt, warmup, timed = CONFIGS[config]
     torch.manual_seed(0)
-    docs, _ = imdb_docs(vocab)
-    stream = torch.from_numpy(docs.ids.astype(np.int64))
+    batches = lm_batches(vocab, bs, bptt)
     bf16 = impl.endswith("bf16")
-    batches = [(stream[i : i + bs * bptt].view(bs, bptt), stream[i + 1 : i + 1 + bs * bptt].view(bs, bptt))
-               for i in range(0, len(stream) - bs * bptt - 1, bs * bptt)]
     state = {"i": 0, "losses": []}
     if impl.startswith("fastai"):
         return fastai_lm_case(config, batches, train)
@@ -148,17 +155,14 @@ def lm_loss_check(steps=40):
     from ulmfit.optim import AdamW
 
     emb, hidden, vocab, bs, bptt, _, _ = CONFIGS["cpu-profile"]
-    docs, _ = imdb_docs(vocab)
-    stream = torch.from_numpy(docs.ids.astype(np.int64))
+    batches = lm_batches(vocab, bs, bptt)
     out = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
         model = LanguageModel(vocab, ModelConfig(emb_size=emb, hidden_size=hidden, **DROPOUTS))
         opt = AdamW([{"params": list(model.parameters()), "lr": 3e-3}], betas=(0.7, 0.99), weight_decay=0.01)
         losses = []
-        for i in range(steps):
-            j = i * bs * bptt
-            x, y = stream[j : j + bs * bptt].view(bs, bptt), stream[j + 1 : j + 1 + bs * bptt].view(bs, bptt)
+        for x, y in batches[:steps]:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 loss = model.loss(x, y)[0]
             opt.zero_grad()

@@ -28,10 +28,16 @@ def corpus(path, n_train=30):
     (path / "vocab.json").write_text(json.dumps(SPECIAL_TOKENS + [f"w{i}" for i in range(31)]))
 
 
-def pretrain(args, out, launcher=()):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [*launcher, "-m", "ulmfit.cli", "pretrain", *args, "--out", str(out), "--set", *SETTINGS]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+TORCHRUN = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2"]
+
+
+def command(args, out, launcher, settings=SETTINGS):
+    return [*launcher, "-m", "ulmfit.cli", "pretrain", *args, "--out", str(out), "--set", *settings]
+
+
+def pretrain(args, out, launcher=(), settings=SETTINGS):
+    result = subprocess.run(command(args, out, launcher, settings), capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -39,8 +45,7 @@ def test_two_process_training_matches_one_process_on_the_same_global_batch(tmp_p
     corpus(tmp_path / "corpus")
     args = ["--corpus", str(tmp_path / "corpus")]
     pretrain(args, tmp_path / "single", [sys.executable])
-    torchrun = Path(sys.executable).with_name("torchrun")
-    pretrain(args, tmp_path / "ddp", [str(torchrun), "--standalone", "--nproc_per_node", "2"])
+    pretrain(args, tmp_path / "ddp", TORCHRUN)
     single, ddp = read(tmp_path / "single"), read(tmp_path / "ddp")
     for key, value in single["state_dict"].items():
         assert torch.allclose(value, ddp["state_dict"][key], atol=1e-5), key
@@ -74,20 +79,13 @@ def all_descendants(pid):
 def test_two_process_training_resumes_after_kill_9(tmp_path):
     """Killed mid-epoch under torchrun and started again, it ends where an uninterrupted run ends."""
     corpus(tmp_path / "corpus", n_train=150)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    args = ["--corpus", str(tmp_path / "corpus")]
     settings = ["emb_size=8", "hidden_size=12", "epochs=2", "batch_size=4", "bptt=10", "ckpt_every=10",
                 "precision=fp32"]  # the paper's dropouts: every rank's random state must come back
 
-    def command(out):
-        return [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2", "-m",
-                "ulmfit.cli", "pretrain", "--corpus", str(tmp_path / "corpus"), "--out", str(out), "--set", *settings]
-
-    def finish(out):
-        result = subprocess.run(command(out), capture_output=True, text=True, env=env, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-
-    finish(tmp_path / "straight")
-    proc = subprocess.Popen(command(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pretrain(args, tmp_path / "straight", TORCHRUN, settings)
+    proc = subprocess.Popen(command(args, tmp_path / "killed", TORCHRUN, settings), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (tmp_path / "killed.resume.pt").exists():
         assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
@@ -102,7 +100,7 @@ def test_two_process_training_resumes_after_kill_9(tmp_path):
     state = torch.load(tmp_path / "killed.resume.pt", weights_only=False)
     assert state["pos"]["epoch"] == 0 and state["pos"]["batch"] > 0 and len(state["ranks"]) == 2
     assert not (tmp_path / "killed").exists()
-    finish(tmp_path / "killed")
+    pretrain(args, tmp_path / "killed", TORCHRUN, settings)
 
     straight, resumed = read(tmp_path / "straight"), read(tmp_path / "killed")
     for key, value in straight["state_dict"].items():

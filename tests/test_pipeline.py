@@ -41,10 +41,9 @@ def run(tmp_path_factory):
     for stale in ("dvc.lock", "reports"):
         path = work / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    env = ENV
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
-    subprocess.run(["dvc", "config", "--local", "core.no_scm", "true"], cwd=work, check=True, env=env)
-    result = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=env)
+    subprocess.run(["dvc", "config", "--local", "core.no_scm", "true"], cwd=work, check=True, env=ENV)
+    result = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work, params, result
 
@@ -93,17 +92,15 @@ def test_every_table_and_figure_exists_and_every_cell_came_from_this_run(run):
 
 def test_metrics_and_plots_commands_work(run):
     work, _, _ = run
-    env = ENV
-    shown = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=work, capture_output=True, text=True, env=env)
+    shown = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=work, capture_output=True, text=True, env=ENV)
     assert shown.returncode == 0 and "valid_error_ulmfit" in shown.stdout
     plots = subprocess.run(["dvc", "plots", "show", "-o", str(work / "plots_html")], cwd=work, capture_output=True,
-                           text=True, env=env)
+                           text=True, env=ENV)
     assert plots.returncode == 0, plots.stderr
     assert (work / "plots_html" / "index.html").exists()
 
 
 def test_repro_again_does_nothing(run):
     work, _, _ = run
-    env = ENV
-    status = subprocess.run(["dvc", "status"], cwd=work, capture_output=True, text=True, env=env)
+    status = subprocess.run(["dvc", "status"], cwd=work, capture_output=True, text=True, env=ENV)
     assert status.returncode == 0 and "up to date" in status.stdout.lower()
