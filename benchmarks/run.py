@@ -1,6 +1,7 @@
 """Speed and memory of this implementation beside baselines measured in the same run.
 
     python benchmarks/run.py            # writes benchmarks/results.json and benchmarks/results.md
+    python benchmarks/run.py --calibrate  # this machine's calibration figure, in about a minute
 
 Baselines: (a) a plain torch model of the same shapes (nn.Embedding, stacked nn.LSTM, tied
 Linear, F.cross_entropy, no regularisation) and (b) fastai 2.8.12's AWD_LSTM, classifier,
@@ -509,8 +510,15 @@ def main():
     parser.add_argument("--config")
     parser.add_argument("--impl")
     parser.add_argument("--out", default=str(ROOT / "benchmarks"))
+    parser.add_argument("--calibrate", action="store_true", help="only print this machine's calibration figure "
+                        "(LM-training tokens/s of the cpu-profile case, about a minute; see calibrate.py)")
     args = parser.parse_args()
-    if args.case:
+    if args.calibrate:
+        sys.argv = [sys.argv[0]]
+        from calibrate import main as calibrate
+
+        calibrate()
+    elif args.case:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)

@@ -43,17 +43,17 @@ def load_runs(root):
             m = read(path)
             variant = path.parent.parent.name if kind == "ablation" else path.parent.parent.name.rsplit("-", 1)[0]
             rows.append({"dataset": path.parents[2].name, "kind": kind, "variant": variant, "seed": int(path.parent.name),
-                         "n_train": m["n_train"], "valid_error": m["valid_error"], "train_loss": m["train_loss"],
+                         "n_train": m["n_train"], "n_select": m.get("n_select", 0), "valid_error": m["valid_error"], "train_loss": m["train_loss"],
                          "loss_flatness": m["loss_flatness"], "best_epoch": m["best_epoch"], "epochs": len(m["history"]),
                          "wall_s": m["wall_s"], "peak_mem_mb": m["peak_mem_mb"], "started": m["started"],
                          "finished": m["finished"]})
     return pd.DataFrame(rows)
 
 
-def by_seed(df, **where):
+def by_seed(df, column="valid_error", **where):
     for key, value in where.items():
         df = df[df[key] == value]
-    return dict(zip(df.seed, df.valid_error))
+    return dict(zip(df.seed, df[column]))
 
 
 def md_table(header, rows):
@@ -116,102 +116,172 @@ def figure3(curve, out):
     return ["figures/figure3.png"] + files
 
 
-def main(root=ROOT):
-    p = load_params()
-    variants = load_variants()
-    paper = yaml.safe_load((root / "experiments" / "paper.yaml").read_text())
-    datasets, main_datasets = p["datasets"], p["datasets"] + p["extra_datasets"]
-    runs = load_runs(root)
-    if runs.empty:
-        raise SystemExit("report: no classifier runs under runs/; run the pipeline (dvc repro) first")
-    bow = pd.DataFrame([{"dataset": path.stem, **r} for path in sorted((root / "runs" / "bow").glob("*.json"))
-                        for r in read(path)["runs"]])
-    infos = {d: read(root / "data" / "prepared" / d / "info.json") for d in main_datasets + ["corpus"]}
-    out = root / "reports"
-    metrics, sections = {}, []
+SIGN_TABLES = ("table6", "table7")  # the paper's ablations whose directions the report counts
 
-    sections.append("# ULMFiT reproduction report\n")
-    sections.append(
-        f"Seeds: {', '.join(map(str, p['seeds']))}. Every number of ours is the mean over the seeds with the "
-        "half-width of its 95% Student-t confidence interval, in percent error. Columns marked *paper* are "
-        "Howard & Ruder (2018)'s published numbers, shown for comparison; they come from the full datasets, "
-        "WikiText-103 and the paper's model sizes.\n")
-    if p.get("notes"):
-        sections.append("## This profile\n\n" + p["notes"].strip() + "\n")
+
+def header(p):
+    text = ("# ULMFiT reproduction report\n\n"
+            f"Seeds: {', '.join(map(str, p['seeds']))}. Every number of ours is the mean over the seeds with the "
+            "half-width of its 95% Student-t confidence interval, in percent error. Columns marked *paper* are "
+            "Howard & Ruder (2018)'s published numbers, shown for comparison; they come from the full datasets, "
+            "WikiText-103 and the paper's model sizes.\n")
+    return [text] + (["## This profile\n\n" + p["notes"].strip() + "\n"] if p.get("notes") else [])
+
+
+def data_section(p, infos, datasets):
     corpus = infos["corpus"]
     notes = [f"- Pretraining corpus: `{p['corpus']['name']}`"
              + (" (English Wikipedia articles laid out like WikiText, standing in for WikiText-103, whose train split "
                 "is not available offline)" if p["corpus"]["name"] == "wikipedia_en" else "")
              + f": {corpus['train']['docs']:,} articles, {corpus['train']['tokens']:,} tokens, vocabulary {corpus['vocab_size']:,}."]
-    for d in main_datasets:
+    for d in datasets:
         i = infos[d]
         budget = p[d]["budget"] or i["train"]["docs"]
         notes.append(f"- {name(d)}: a labelled pool of {i['train']['docs']:,} training examples; the ablations use "
                      f"{budget:,} of them per seed; {i['valid']['docs']:,} validation and {i['test']['docs']:,} test "
                      "examples" + (f"; {i['unlabelled']['docs']:,} unlabelled texts for LM fine-tuning" if "unlabelled" in i else "")
                      + f"; vocabulary {i['vocab_size']:,}." + (f" **AG News: {i['repartitioned']}.**" if "repartitioned" in i else ""))
-    sections.append("## Data\n\n" + "\n".join(notes) + "\n")
+    return "## Data\n\n" + "\n".join(notes) + "\n"
 
-    # main results: test error of ULMFiT forward, backward and their ensemble
+
+def main_results(root, datasets, bow, paper, metrics):
+    """Test error of ULMFiT forward, backward, their ensemble and bag of words, per dataset."""
     rows = []
-    for d in main_datasets:
+    for d in datasets:
         path = root / "runs" / "evaluate" / d / "summary.json"
         ev = read(path) if path.exists() else {}
-        fwd = {s: r["models"]["ulmfit"]["test_error"] for s, r in ev.items() if "ulmfit" in r["models"]}
-        bwd = {s: r["models"]["backward"]["test_error"] for s, r in ev.items() if "backward" in r["models"]}
-        ens = {s: r["ensemble_test_error"] for s, r in ev.items() if "ensemble_test_error" in r}
-        bow_test = bow[(bow.dataset == d) & bow.ablation].test_error if len(bow) else []
-        rows.append([name(d), fmt(*mean_ci(fwd.values())[:2]), fmt(*mean_ci(bwd.values())[:2]),
-                     fmt(*mean_ci(ens.values())[:2]), fmt(*mean_ci(bow_test)[:2]),
-                     paper_cell(paper["test_error"].get(d)), paper_cell(paper["best_prior_test_error"].get(d))])
-        metrics.setdefault(d, {}).update({f"test_error_{k}": mean_ci(v.values())[0]
-                                          for k, v in (("fwd", fwd), ("bwd", bwd), ("ensemble", ens))})
-    sections.append("## Main results: test error (%)\n\nULMFiT forward, backward, and the ensemble that averages the two "
-                    "classifiers' probabilities, beside the bag-of-words baseline on the same labelled examples.\n\n"
-                    + md_table(["Dataset", "ULMFiT fwd (ours)", "ULMFiT bwd (ours)", "fwd + bwd (ours)",
-                                "Bag of words (ours)", "ULMFiT (paper)", "best prior (paper)"], rows)
-                    + "\n\nThe paper's bidirectional result (section 5): IMDb test error 5.30 forward, 4.58 forward + "
-                    "backward.\n")
+        errors = {"fwd": {s: r["models"]["ulmfit"]["test_error"] for s, r in ev.items() if "ulmfit" in r["models"]},
+                  "bwd": {s: r["models"]["backward"]["test_error"] for s, r in ev.items() if "backward" in r["models"]},
+                  "ensemble": {s: r["ensemble_test_error"] for s, r in ev.items() if "ensemble_test_error" in r},
+                  "bow": by_seed(bow, "test_error", dataset=d, ablation=True) if len(bow) else {}}
+        rows.append([name(d)] + [fmt(*mean_ci(e.values())[:2]) for e in errors.values()]
+                    + [paper_cell(paper["test_error"].get(d)), paper_cell(paper["best_prior_test_error"].get(d))])
+        metrics.setdefault(d, {}).update({f"test_error_{k}": mean_ci(e.values())[0] for k, e in errors.items()})
+    return ("## Main results: test error (%)\n\nULMFiT forward, backward, and the ensemble that averages the two "
+            "classifiers' probabilities, beside the bag-of-words baseline trained on the same labelled examples "
+            "(TF-IDF over the same tokens, logistic regression).\n\n"
+            + md_table(["Dataset", "ULMFiT fwd (ours)", "ULMFiT bwd (ours)", "fwd + bwd (ours)", "Bag of words (ours)",
+                        "ULMFiT (paper)", "best prior (paper)"], rows)
+            + "\n\nThe paper's bidirectional result (section 5): IMDb test error 5.30 forward, 4.58 forward + backward.\n")
 
+
+SCORING = ("Every row is scored on the validation split held out from train. Variants that stop early (every one but "
+           "ULMFiT's recipe and the LM variants) choose their epoch on a separate selection split: labelled training "
+           "examples outside the seed's budget, as many as the validation split holds, never on the split that scores "
+           "them. Δ: the variant minus ULMFiT on the same seed and examples (negative: better than ULMFiT).")
+
+
+def ablation_sections(p, variants, runs, bow, paper, metrics):
+    sections = []
     for key in ("table4", "table5", "table6", "table7"):
         spec = variants["tables"][key]
         missing = [v for _, v in spec["rows"] if v not in p["clf_variants"]]
         if missing:
             sections.append(f"## {spec['title']}\n\nNot run in this profile: {', '.join(missing)} not in clf_variants.\n")
             continue
-        sections.append(f"## {spec['title']}\n\nValidation error (%) on the validation split held out from train. "
-                        "Δ: the variant minus ULMFiT on the same seed and examples (negative: better than ULMFiT).\n\n"
-                        + ablation_table(spec, runs, bow, datasets, paper, metrics) + "\n")
+        sections.append(f"## {spec['title']}\n\nValidation error (%). {SCORING}\n\n"
+                        + ablation_table(spec, runs, bow, p["datasets"], paper, metrics) + "\n")
+    return sections
 
-    # Figure 3
-    curve_rows = []
+
+def directions(p, variants, runs, paper):
+    """One row per (table, variant, dataset) of SIGN_TABLES: our paired difference to ULMFiT beside
+    the paper's difference, whether the signs agree and whether our interval excludes zero."""
+    rows = []
+    for key in SIGN_TABLES:
+        for label, variant in variants["tables"][key]["rows"]:
+            if variant == "ulmfit" or variant not in p["clf_variants"]:
+                continue
+            for d in p["datasets"]:
+                ours = by_seed(runs, "valid_error", kind="ablation", dataset=d, variant=variant)
+                mean, half, _ = paired_diff(ours, by_seed(runs, "valid_error", kind="ablation", dataset=d, variant="ulmfit"))
+                theirs = paper["validation_error"].get(variant, {}).get(d)
+                ref = paper["validation_error"]["ulmfit"].get(d)
+                paper_diff = None if theirs is None or ref is None else theirs - ref
+                rows.append({"table": key, "label": label, "dataset": d, "diff": mean, "half": half, "paper_diff": paper_diff,
+                             "agrees": paper_diff is not None and not math.isnan(mean) and (mean > 0) == (paper_diff > 0),
+                             "significant": not math.isnan(half) and abs(mean) > half})
+    return rows
+
+
+def directions_section(rows, metrics):
+    agree = [r for r in rows if r["agrees"]]
+    sig = [r for r in agree if r["significant"]]
+    against = [r for r in rows if not r["agrees"] and r["significant"]]
+    metrics["directions"] = {"cells": len(rows), "agree": len(agree), "agree_significant": len(sig),
+                             "opposite_significant": len(against)}
+    table = md_table(["Table", "Variant", "Dataset", "Δ vs ULMFiT (ours)", "Δ (paper)", "Same sign", "CI excludes 0"],
+                     [[r["table"][-1], r["label"], name(r["dataset"]), fmt(r["diff"], r["half"], signed=True),
+                       "–" if r["paper_diff"] is None else f"{r['paper_diff']:+.2f}", "yes" if r["agrees"] else "no",
+                       "yes" if r["significant"] else "no"] for r in rows])
+    return (f"## Directions: do Tables 6 and 7 point the paper's way?\n\n**{len(agree)} of the {len(rows)} cells** of "
+            f"Tables 6 and 7 (every row but ULMFiT's, every dataset) have the sign of the paper's difference to ULMFiT; "
+            f"{len(sig)} of them with a 95% interval that excludes zero. {len(against)} cells differ from the paper with an "
+            "interval that excludes zero.\n\n" + table + "\n")
+
+
+def curve_frame(datasets, variants, runs, bow):
+    rows = []
     for d in datasets:
         for label, variant in variants["curve"]:
             sel = runs[(runs.dataset == d) & (runs.variant == variant)]
             for n, g in sel.groupby("n_train"):
                 mean, half, k = mean_ci(g.valid_error)
-                curve_rows.append({"dataset": name(d), "method": label, "examples": n, "error": 100 * mean,
-                                   "ci": 100 * half, "seeds": k})
+                rows.append({"dataset": name(d), "method": label, "variant": variant, "examples": n, "error": 100 * mean,
+                             "ci": 100 * half, "seeds": k})
         sel = bow[bow.dataset == d] if len(bow) else bow
         for n, g in (sel.groupby("n_train") if len(sel) else []):
             mean, half, k = mean_ci(g.valid_error)
-            curve_rows.append({"dataset": name(d), "method": "Bag of words", "examples": n, "error": 100 * mean,
-                               "ci": 100 * half, "seeds": k})
-    curve = pd.DataFrame(curve_rows)
-    with atomic_path(out / "curve.csv") as tmp:
-        curve.to_csv(tmp, index=False)
-    if len(curve):
-        files = figure3(curve, out)
-        cells = curve.assign(cell=[fmt(e / 100, c / 100) for e, c in zip(curve.error, curve.ci)])
-        wide = cells.pivot_table(index=["dataset", "method"], columns="examples", values="cell", aggfunc="first").reset_index()
-        sections.append("## Figure 3: validation error against the number of labelled examples\n\n"
-                        "Shaded bands: 95% confidence intervals over seeds (each seed draws its own labelled examples). "
-                        "Supervised: the LM is fine-tuned on the labelled examples only; semi-supervised: on all of the "
-                        "task's training text, labelled and unlabelled.\n\n"
-                        + "\n".join(f"![{f}]({f})" for f in files) + "\n\n"
-                        + md_table([str(c) for c in wide.columns], wide.fillna("–").values.tolist()) + "\n")
+            rows.append({"dataset": name(d), "method": "Bag of words", "variant": "bow", "examples": n, "error": 100 * mean,
+                         "ci": 100 * half, "seeds": k})
+    return pd.DataFrame(rows)
 
-    # language models
+
+def figure3_section(curve, out):
+    files = figure3(curve, out)
+    cells = curve.assign(cell=[fmt(e / 100, c / 100) for e, c in zip(curve.error, curve.ci)])
+    wide = cells.pivot_table(index=["dataset", "method"], columns="examples", values="cell", aggfunc="first").reset_index()
+    return ("## Figure 3: validation error against the number of labelled examples\n\n"
+            "Shaded bands: 95% confidence intervals over seeds (each seed draws its own labelled examples). "
+            "Supervised: the LM is fine-tuned on the labelled examples only; semi-supervised: on all of the "
+            "task's training text, labelled and unlabelled. From scratch stops early on a selection split (see Table 7). "
+            "The point at the ablation budget is the ablation run itself.\n\n"
+            + "\n".join(f"![{f}]({f})" for f in files) + "\n\n"
+            + md_table([str(c) for c in wide.columns], wide.fillna("–").values.tolist()) + "\n")
+
+
+def findings_section(p, metrics, rows, curve):
+    """The paper's main findings, checked one by one on this run's numbers."""
+    checks = []
+    for d in p["datasets"]:
+        m, n = metrics.get(d, {}), name(d)
+        bow_err = m.get("test_error_bow")
+        for key, what in (("fwd", "ULMFiT forward"), ("ensemble", "the fwd + bwd ensemble")):
+            err = m.get(f"test_error_{key}")
+            if err is not None and bow_err is not None and not (math.isnan(err) or math.isnan(bow_err)):
+                checks.append((n, f"{what} beats bag of words (test)", err < bow_err, f"{100 * err:.2f} vs {100 * bow_err:.2f}"))
+        for r in rows:
+            if r["dataset"] == d and r["label"] in ("From scratch", "No LM fine-tuning", "Last"):
+                checks.append((n, f"ULMFiT beats {r['label'].lower()}, interval excluding 0", r["diff"] > 0 and r["significant"],
+                               fmt(r["diff"], r["half"], signed=True)))
+        sub = curve[(curve.dataset == n)] if len(curve) else curve
+        semi = sub[sub.variant == "ulmfit"].sort_values("examples") if len(sub) else sub
+        if len(semi) > 1:
+            checks.append((n, "semi-supervised ULMFiT's error falls with more labels", bool((semi.error.diff().dropna() < 0).all()),
+                           " → ".join(f"{e:.1f}" for e in semi.error)))
+        scratch = sub[(sub.variant == "scratch") & (sub.examples == 500)] if len(sub) else sub
+        if len(semi) and len(scratch) and (semi.examples == 100).any():
+            e100 = float(semi[semi.examples == 100].error.iloc[0])
+            checks.append((n, "ULMFiT with 100 labels at least as good as scratch with 500", e100 <= float(scratch.error.iloc[0]),
+                           f"{e100:.1f} vs {float(scratch.error.iloc[0]):.1f}"))
+    metrics["findings"] = {"checked": len(checks), "hold": sum(c[2] for c in checks)}
+    return ("## Findings: what this run reproduces\n\nThe paper's claims checked on this run's numbers (a check holds or "
+            "does not; nothing here is tuned on the test split).\n\n"
+            + md_table(["Dataset", "Claim", "Holds", "Ours (%)"], [[a, b, "yes" if c else "**no**", e] for a, b, c, e in checks])
+            + f"\n\n{sum(c[2] for c in checks)} of {len(checks)} checks hold.\n")
+
+
+def lm_section(root, p, metrics):
     rows = []
     for path in sorted((root / "models" / "pretrained").glob("*/metrics.json")):
         m = read(path)
@@ -222,46 +292,93 @@ def main(root=ROOT):
         rows.append([f"fine-tuned `{path.parent.name}`", name(path.parent.parent.name), f"{m['valid_ppl']:.1f}",
                      f"{m['wall_s']:.0f}"])
         metrics.setdefault("lm", {})[f"{path.parent.parent.name}_{path.parent.name}_ppl"] = m["valid_ppl"]
-    sections.append("## Language models: validation perplexity\n\nEach over its own vocabulary: pretrained models on the "
-                    "corpus's validation articles, fine-tuned ones on the dataset's validation texts.\n\n"
-                    + md_table(["Model", "Data", "Perplexity", "Wall time (s)"], rows) + "\n")
+    return ("## Language models: validation perplexity\n\nEach over its own vocabulary: pretrained models on the "
+            "corpus's validation articles, fine-tuned ones on the dataset's validation texts.\n\n"
+            + md_table(["Model", "Data", "Perplexity", "Wall time (s)"], rows) + "\n")
 
-    # convergence
+
+def convergence_section(runs):
     conv = runs[runs.kind == "ablation"].groupby(["dataset", "variant"]).agg(
         train_loss=("train_loss", "mean"), flatness=("loss_flatness", "mean"), epochs=("epochs", "max"),
         best_epoch=("best_epoch", "mean")).reset_index()
-    sections.append("## Convergence of the ablation classifiers\n\nFlatness: relative fall of the training loss over the "
-                    "last 20% of epochs (near 0: flattened; large: still falling when training stopped). Best epoch: "
-                    "the epoch kept by early stopping (the last one for ULMFiT's variants, which do not stop early).\n\n"
-                    + md_table(["Dataset", "Variant", "Final train loss", "Flatness", "Epochs", "Best epoch"],
-                               [[name(r.dataset), r.variant, f"{r.train_loss:.3f}",
-                                 "–" if pd.isna(r.flatness) else f"{r.flatness:+.3f}", r.epochs, f"{r.best_epoch:.1f}"]
-                                for r in conv.itertuples()]) + "\n")
+    return ("## Convergence of the ablation classifiers\n\nFlatness: relative fall of the training loss over the "
+            "last 20% of epochs (near 0: flattened; large: still falling when training stopped). Best epoch: "
+            "the epoch kept by early stopping (the last one for ULMFiT's variants, which do not stop early).\n\n"
+            + md_table(["Dataset", "Variant", "Final train loss", "Flatness", "Epochs", "Best epoch"],
+                       [[name(r.dataset), r.variant, f"{r.train_loss:.3f}",
+                         "–" if pd.isna(r.flatness) else f"{r.flatness:+.3f}", r.epochs, f"{r.best_epoch:.1f}"]
+                        for r in conv.itertuples()]) + "\n")
 
-    # cost
-    stages = [("prepare", d, infos[d]) for d in ["corpus"] + main_datasets]
+
+def cost_frame(root, infos, runs):
+    """One row per stage instance or training: wall time, peak memory, start and end."""
+    stages = [("prepare", d, i) for d, i in infos.items()]
     stages += [("pretrain", path.parent.name, read(path)) for path in sorted((root / "models" / "pretrained").glob("*/metrics.json"))]
     stages += [("finetune_lm", f"{path.parent.parent.name}/{path.parent.name}", read(path))
                for path in sorted((root / "models" / "lm").glob("*/*/metrics.json"))]
     stages += [("bow", path.stem, read(path)) for path in sorted((root / "runs" / "bow").glob("*.json"))]
     stages += [("evaluate", path.parent.name, read(path)) for path in sorted((root / "runs" / "evaluate").glob("*/*.json"))
                if path.name != "summary.json"]
-    cost = pd.DataFrame([(stage, inst, m["wall_s"], m["peak_mem_mb"], m["started"], m["finished"]) for stage, inst, m in stages]
-                        + [("train_clf" if r.kind == "ablation" else "curve", f"{r.dataset}/{r.variant}/{r.seed}", r.wall_s,
-                            r.peak_mem_mb, r.started, r.finished) for r in runs.itertuples()],
-                        columns=["stage", "instance", "wall_s", "peak_mem_mb", "started", "finished"])
+    rows = [(stage, inst, m["wall_s"], m["peak_mem_mb"], m["started"], m["finished"]) for stage, inst, m in stages]
+    rows += [("train_clf" if r.kind == "ablation" else "curve", f"{r.dataset}/{r.variant}/{r.seed}", r.wall_s, r.peak_mem_mb,
+              r.started, r.finished) for r in runs.itertuples()]
+    return pd.DataFrame(rows, columns=["stage", "instance", "wall_s", "peak_mem_mb", "started", "finished"])
+
+
+def cost_section(root, cost, metrics):
+    calib_path = root / "runs" / "calibration.json"
+    calib = read(calib_path) if calib_path.exists() else None
+    if calib:
+        cost = pd.concat([cost, pd.DataFrame([("calibrate", "cpu-profile", calib["finished"] - calib["started"], float("nan"),
+                                               calib["started"], calib["finished"])], columns=cost.columns)])
     summary = cost.groupby("stage", sort=False).agg(runs=("instance", "count"), wall_s=("wall_s", "sum"),
                                                     peak=("peak_mem_mb", "max")).reset_index()
-    span = (cost.finished.max() - cost.started.min()) / 60
-    sections.append("## Cost: wall time and peak memory\n\nWork inside each stage (runs: model trainings, several per "
-                    "stage process), summed per stage; peak: the largest resident memory of any one process. Elapsed: from "
-                    "the first stage's start to the last training's end, which adds process start-up and DVC's own time.\n\n"
-                    + md_table(["Stage", "Runs", "Wall time (min)", "Peak memory (MB)"],
-                               [[r.stage, r.runs, f"{r.wall_s / 60:.1f}", f"{r.peak:.0f}"] for r in summary.itertuples()])
-                    + f"\n\nSum of stage work: {cost.wall_s.sum() / 60:.1f} min. Elapsed: {span:.1f} min.\n")
-    metrics["cost"] = {"work_minutes": round(cost.wall_s.sum() / 60, 2), "elapsed_minutes": round(span, 2),
+    elapsed = (cost.finished.max() - cost.started.min()) / 60
+    metrics["cost"] = {"work_minutes": round(cost.wall_s.sum() / 60, 2), "elapsed_minutes": round(elapsed, 2),
                        "peak_mem_mb": float(cost.peak_mem_mb.max())}
+    text = ("## Cost: wall time and peak memory\n\nWork inside each stage (runs: model trainings, several per "
+            "stage process), summed per stage; peak: the largest resident memory of any one process. Elapsed: from "
+            "the first stage's start to the last training's end, which adds process start-up and DVC's own time.\n\n"
+            + md_table(["Stage", "Runs", "Wall time (min)", "Peak memory (MB)"],
+                       [[r.stage, r.runs, f"{r.wall_s / 60:.1f}", "–" if pd.isna(r.peak) else f"{r.peak:.0f}"]
+                        for r in summary.itertuples()])
+            + f"\n\nSum of stage work: {cost.wall_s.sum() / 60:.1f} min. Elapsed: {elapsed:.1f} min. Outside the stages' "
+            f"own work (process start-up, imports, DVC): {max(0.0, elapsed - cost.wall_s.sum() / 60):.1f} min.\n")
+    if calib:
+        rate, ref = calib["tokens_per_s"], calib["reference_tokens_per_s"]
+        normalized = elapsed * rate / ref
+        metrics["cost"].update(calibration_tokens_per_s=round(rate, 1), normalized_minutes=round(normalized, 2))
+        text += (f"\nCalibration (stage `calibrate`, measured on this machine in this run, {calib['measured']}): "
+                 f"{rate:,.0f} LM-training tokens/s (median of {calib['repeats']}, range {calib['min']:,.0f}-"
+                 f"{calib['max']:,.0f}) on the fixed `cpu-profile` case of benchmarks/run.py (128/192/10k, bf16); the "
+                 f"reference machine runs it at {ref:,}. Normalized minutes = elapsed x calibration / {ref:,} = "
+                 f"{elapsed:.1f} x {rate:,.0f} / {ref:,} = **{normalized:.1f}**.\n")
+    return text
 
+
+def main(root=ROOT):
+    p = load_params()
+    variants = load_variants()
+    paper = yaml.safe_load((root / "experiments" / "paper.yaml").read_text())
+    datasets, main_datasets = p["datasets"], p["datasets"] + p["extra_datasets"]
+    runs = load_runs(root)
+    if runs.empty:
+        raise SystemExit("report: no classifier runs under runs/; run the pipeline (dvc repro) first")
+    bow = pd.DataFrame([{"dataset": path.stem, **r} for path in sorted((root / "runs" / "bow").glob("*.json"))
+                        for r in read(path)["runs"]])
+    infos = {d: read(root / "data" / "prepared" / d / "info.json") for d in ["corpus"] + main_datasets}
+    out, metrics = root / "reports", {}
+    sections = header(p) + [data_section(p, infos, main_datasets), main_results(root, main_datasets, bow, paper, metrics)]
+    sections += ablation_sections(p, variants, runs, bow, paper, metrics)
+    rows = directions(p, variants, runs, paper)
+    sections.append(directions_section(rows, metrics))
+    curve = curve_frame(datasets, variants, runs, bow)
+    with atomic_path(out / "curve.csv") as tmp:
+        curve.drop(columns=["variant"], errors="ignore").to_csv(tmp, index=False)
+    if len(curve):
+        sections.append(figure3_section(curve, out))
+    sections.insert(2, findings_section(p, metrics, rows, curve))
+    sections += [lm_section(root, p, metrics), convergence_section(runs), cost_section(root, cost_frame(root, infos, runs), metrics)]
     with atomic_path(out / "runs.csv") as tmp:
         runs.drop(columns=["started", "finished"]).to_csv(tmp, index=False)
     clean = json.loads(json.dumps(metrics), parse_constant=lambda c: None)  # NaN -> null

@@ -214,3 +214,27 @@ def test_min_steps_adds_epochs_for_small_label_budgets_and_early_stopping_checks
     assert len(history) == 20 and history[-1]["step"] == 60
     checked = [h["epoch"] for h in history if "valid_error" in h]
     assert checked == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+
+
+def test_selection_split_is_outside_the_budget_and_stratified():
+    from ulmfit.steps import selection_split
+
+    labels = np.repeat([0, 1, 2], [60, 30, 10])
+    chosen = np.sort(np.random.default_rng(0).permutation(100)[:40])
+    train, select = selection_split(labels, chosen, 30, seed=1)
+    assert np.array_equal(train, chosen) and len(select) == 30
+    assert not set(select) & set(chosen)
+    rest = np.setdiff1d(np.arange(100), chosen)
+    expected = 30 * np.bincount(labels[rest], minlength=3) / len(rest)  # the class shares of what is left over
+    assert np.abs(np.bincount(labels[select], minlength=3) - expected).max() < 1
+    again = selection_split(labels, chosen, 30, seed=1)[1]
+    assert np.array_equal(select, again)
+
+
+def test_selection_split_of_a_whole_pool_budget_holds_examples_out_of_training():
+    from ulmfit.steps import selection_split
+
+    labels = np.repeat([0, 1], [50, 50])
+    train, select = selection_split(labels, np.arange(100), 20, seed=0)
+    assert len(select) == 20 and len(train) == 80
+    assert not set(train) & set(select) and np.bincount(labels[select]).tolist() == [10, 10]

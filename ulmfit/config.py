@@ -84,7 +84,7 @@ class ClfConfig:
     bptt: int = 70  # BPT3C chunk length
     max_len: int = 1400  # BPT3C: gradients and pooling cover the last max_len tokens
     min_steps: int = 0  # add epochs until there are at least this many updates (small label budgets)
-    early_stop: bool = False  # keep the epoch with the best validation error (checked at most 10 times)
+    early_stop: bool = False  # keep the epoch with the best selection-split error (about 10 checks per run)
     patience: int = 0  # stop after this many checks without improvement (0 = never)
     precision: str = "bf16"
     ckpt_every: int = 200  # steps between resumable checkpoints

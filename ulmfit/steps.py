@@ -284,10 +284,27 @@ def flatness(history, frac=0.2):
     return float((before - losses[-1]) / max(abs(before), 1e-8))
 
 
+def selection_split(labels, chosen, size, seed):
+    """(training indices, selection indices) of an early-stopping classifier run.
+
+    The selection split, on which early stopping chooses the epoch, holds `size` labelled examples
+    of the pool outside the run's budget `chosen` (stratified, seeded), so that the epoch is never
+    chosen on the validation split that scores the run. When the budget leaves too few over (a
+    budget of the whole pool), the rest come from `chosen`, and the run does not train on them.
+    """
+    labels = np.asarray(labels)
+    rest = np.setdiff1d(np.arange(len(labels)), chosen)
+    if len(rest) >= size:
+        return chosen, rest[D.stratified_sample(labels[rest], size, seed, balanced=False)]
+    take = chosen[D.stratified_sample(labels[chosen], min(size - len(rest), len(chosen) // 2), seed, balanced=False)]
+    return np.setdiff1d(chosen, take), np.sort(np.concatenate([rest, take]))
+
+
 def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction="fwd", budget=0, balanced=True,
               seed=0, keep_model=True, device=None, progress=None, resume=None):
     """Train a classifier on `budget` labelled examples (0 = the whole pool) and report its
-    validation error. The encoder comes from the fine-tuned language model in `lm_dir`, or from
+    validation error. Early stopping (clf_cfg.early_stop) chooses the epoch on `selection_split`,
+    never on the validation split. The encoder comes from the fine-tuned language model in `lm_dir`, or from
     random weights of `model_cfg` when lm_dir is None (training from scratch)."""
     device = device or default_device()
     info = read_json(Path(data_dir) / "info.json")
@@ -295,10 +312,13 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
     record = {"direction": direction, "seed": seed, "budget": budget, "lm": str(lm_dir) if lm_dir else None}
     with atomic_dir(out_dir) as tmp:
         with measured(record):
-            train = load_prepared(data_dir, "train", direction)
-            if budget:
-                train = train.subset(D.stratified_sample(train.labels, budget, seed, balanced, info["classes"]))
-            valid = load_prepared(data_dir, "valid", direction)
+            pool = load_prepared(data_dir, "train", direction)
+            chosen = D.stratified_sample(pool.labels, budget, seed, balanced, info["classes"]) if budget else np.arange(len(pool))
+            valid, select = load_prepared(data_dir, "valid", direction), None
+            if clf_cfg.early_stop:
+                chosen, picked = selection_split(pool.labels, chosen, len(valid), seed)
+                select = pool.subset(picked)
+            train = pool.subset(chosen)
             if lm_dir:
                 obj = read(lm_dir)
                 check_vocab(obj, vocab.itos)
@@ -311,15 +331,16 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
             if lm_dir:
                 load_weights(model, obj["state_dict"], obj["path"], prefix="encoder.")
             on_epoch, end = dvclive_logger(tmp / "dvclive")
-            history = train_classifier(model, train, valid, clf_cfg, seed, device, on_epoch, resume or resume_path(out_dir),
-                                       progress)
+            check, key = (valid, "valid_error") if select is None else (select, "select_error")
+            history = train_classifier(model, train, check, clf_cfg, seed, device, on_epoch, resume or resume_path(out_dir),
+                                       progress, key)
             end()
             probs = predict_probs(model, valid, clf_cfg.batch_size, device, clf_cfg.precision)
             record.update(
-                n_train=len(train), valid_error=error_rate(probs, valid.labels),
+                n_train=len(train), n_select=0 if select is None else len(select), valid_error=error_rate(probs, valid.labels),
                 valid_confusion=confusion(probs, valid.labels, len(info["classes"])).tolist(),
                 train_loss=history[-1]["train_loss"], loss_flatness=flatness(history),
-                best_epoch=min(history, key=lambda h: h.get("valid_error", np.inf))["epoch"] if clf_cfg.early_stop else len(history),
+                best_epoch=min(history, key=lambda h: h.get(key, np.inf))["epoch"] if clf_cfg.early_stop else len(history),
                 history=history,
             )
             if keep_model:

@@ -355,11 +355,12 @@ def confusion(probs, labels, n_classes):
 
 
 def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=None, resume_path=None,
-                     progress=None):
+                     progress=None, check_key="valid_error"):
     """Fine-tune a Classifier with `cfg`'s unfreezing strategy, schedule and discriminative rates.
 
     One schedule spans all T iterations of all epochs. With early_stop the weights of the epoch
-    with the lowest validation error are kept. Returns the per-epoch history.
+    with the lowest error on `valid_docs` are kept. The history records that error under `check_key`
+    (at the last epoch, and at each early-stopping check). Returns the per-epoch history.
     """
     deterministic_mode()
     torch.manual_seed(seed)
@@ -419,10 +420,10 @@ def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", o
                   "trainable_groups": sum(train_mask)}
         last = epoch == epochs - 1
         if valid_docs is not None and (last or cfg.early_stop and (epoch + 1) % check_every == 0):
-            record["valid_error"] = error_rate(predict_probs(model, valid_docs, cfg.batch_size, device, cfg.precision),
-                                               valid_docs.labels)
-            if cfg.early_stop and record["valid_error"] < best["error"]:
-                best = {"error": record["valid_error"], "epoch": epoch + 1, "since": 0,
+            record[check_key] = error_rate(predict_probs(model, valid_docs, cfg.batch_size, device, cfg.precision),
+                                           valid_docs.labels)
+            if cfg.early_stop and record[check_key] < best["error"]:
+                best = {"error": record[check_key], "epoch": epoch + 1, "since": 0,
                         "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             elif cfg.early_stop:
                 best["since"] += 1
