@@ -38,8 +38,9 @@ def questions(n):
     return [f"What is thing number {i} called in the {['red', 'big', 'old'][i % 3]} book ?" for i in range(n)]
 
 
-def previous_output(path):
+def previous_output(path, step="prepare"):
     path.mkdir(parents=True)
+    (path / io.MARKER).write_text(step)
     (path / "marker").write_text("previous result")
     return path
 
@@ -56,7 +57,7 @@ def test_a_split_with_only_empty_documents_is_an_error_and_keeps_the_previous_ou
     out = previous_output(tmp_path / "out")
     with pytest.raises(DataError, match="trec/train: every document is empty or whitespace-only"):
         steps.prepare("trec", out, mirror(tmp_path, ["", "  "] * 6))
-    assert (out / "marker").read_text() == "previous result" and sorted(os.listdir(out)) == ["marker"]
+    assert (out / "marker").read_text() == "previous result" and sorted(os.listdir(out)) == [io.MARKER, "marker"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["mirror", "out"]  # no temporary directory left
 
 
@@ -67,7 +68,7 @@ def test_bytes_that_are_not_utf8(tmp_path):
     out = previous_output(tmp_path / "out")
     with pytest.raises(DataError, match="row 1 of column 'text' is not valid UTF-8.*re-encode"):
         steps.prepare("trec", out, tmp_path / "mirror")
-    assert sorted(os.listdir(out)) == ["marker"]
+    assert sorted(os.listdir(out)) == [io.MARKER, "marker"]
 
 
 def test_a_single_5_mb_document(tmp_path):
@@ -138,7 +139,7 @@ def test_checkpoint_whose_vocabulary_or_architecture_does_not_match(tmp_path):
     steps.prepare("trec", data, mirror(tmp_path, questions(60)), min_freq=1)
     vocab = json.loads((data / "vocab.json").read_text())
     save_model(tmp_path / "lm_other_vocab", LanguageModel(len(vocab), TINY), vocab[:-1] + ["zzz"], meta={"direction": "fwd"})
-    out = previous_output(tmp_path / "clf")
+    out = previous_output(tmp_path / "clf", "train-clf")
     with pytest.raises(CheckpointError, match=f"vocabulary of {len(vocab)} tokens that differs.*first difference at id {len(vocab) - 1}"):
         steps.train_clf(data, out, ClfConfig(epochs=1), tmp_path / "lm_other_vocab")
     lm = LanguageModel(len(vocab), TINY)
@@ -148,7 +149,7 @@ def test_checkpoint_whose_vocabulary_or_architecture_does_not_match(tmp_path):
     torch.save(obj, tmp_path / "lm_bad_arch" / "model.pt")
     with pytest.raises(CheckpointError, match="does not fit the model being built: shape mismatch .*weight_hh_l0_raw"):
         steps.train_clf(data, out, ClfConfig(epochs=1), tmp_path / "lm_bad_arch")
-    assert sorted(os.listdir(out)) == ["marker"]
+    assert sorted(os.listdir(out)) == [io.MARKER, "marker"]
 
 
 def test_label_budget_larger_than_a_class_has(tmp_path):
@@ -185,3 +186,94 @@ def test_offline_with_no_local_data_fails_fast_naming_the_mirror(tmp_path):
     assert "imdb/train" in result.stderr and "nowhere/imdb/train.parquet does not exist" in result.stderr
     assert "ULMFIT_DATA" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def cli(*args, stdin=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ULMFIT_DATA="")
+    return subprocess.run([sys.executable, "-m", "ulmfit.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, input=stdin, timeout=120)
+
+
+def one_line_error(result, *words):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_out_holding_the_inputs_or_other_files_is_refused_and_nothing_is_deleted(tmp_path):
+    work = tmp_path / "W2"
+    data = work / "trec"
+    steps.prepare("trec", data, mirror(tmp_path, questions(60)), min_freq=1)
+    with pytest.raises(io.OutputError, match=f"output folder {work} holds this step's input .*nothing was deleted.*"
+                                             f"new folder, e.g. {work / 'train-clf'}"):
+        steps.train_clf(data, work, ClfConfig(epochs=1), None, TINY)
+    with pytest.raises(io.OutputError, match="holds this step's input"):
+        steps.train_clf(data, data, ClfConfig(epochs=1), None, TINY)
+    assert (data / "train.npz").exists() and (data / "info.json").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    result = cli("prepare", "--dataset", "trec", "--out", tmp_path / "mine", "--mirror", tmp_path / "mirror")
+    one_line_error(result, f"error: the output folder {tmp_path / 'mine'} is not empty and is not an earlier output "
+                           "of prepare; nothing was deleted. Choose a new or empty folder")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine" and (data / "train.npz").exists()
+    one_line_error(cli("prepare", "--dataset", "trec", "--out", tmp_path, "--mirror", tmp_path / "mirror"),
+                   f"the output folder {tmp_path} holds this step's input {tmp_path / 'mirror'}")
+    with pytest.raises(io.OutputError, match="not an earlier output of train-clf"):  # a prepare output is not a classifier's
+        io.check_output(data, "train-clf", steps.MODEL_LAYOUT)
+
+
+def test_a_step_replaces_its_own_output_marked_or_written_by_older_code(tmp_path):
+    root = mirror(tmp_path, questions(60))
+    out = tmp_path / "out"
+    steps.prepare("trec", out, root, min_freq=1)
+    assert (out / io.MARKER).read_text().strip() == "prepare"
+    (out / "stale.npz").write_text("x")
+    steps.prepare("trec", out, root, min_freq=1)  # marked: replaced as a whole
+    assert not (out / "stale.npz").exists()
+    (out / io.MARKER).unlink()  # the layout older code wrote, without a marker, still counts as its own
+    steps.prepare("trec", out, root, min_freq=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror", "out"]  # no .old or temporary folder left
+    legacy = tmp_path / "clf"
+    (legacy / "dvclive").mkdir(parents=True)
+    (legacy / "metrics.json").write_text("{}")
+    (legacy / "model.pt").write_text("")
+    assert io.is_own_output(legacy, "train-clf", steps.MODEL_LAYOUT)
+    (legacy / "notes.txt").write_text("mine")  # anything else makes it someone else's folder
+    assert not io.is_own_output(legacy, "train-clf", steps.MODEL_LAYOUT)
+    assert not io.is_own_output(tmp_path / "mirror", "prepare", steps.PREPARED_LAYOUT)
+    assert io.is_own_output(tmp_path / "missing", "prepare") and io.is_own_output(tmp_path / "out", "prepare")
+
+
+def test_permission_denied_names_the_output_folder_not_the_temporary_one(tmp_path, monkeypatch):
+    def denied(prefix, suffix, dir):
+        raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/{prefix}toiy9h_l{suffix}")
+
+    monkeypatch.setattr(io.tempfile, "mkdtemp", denied)
+    with pytest.raises(io.OutputError) as e:
+        with io.atomic_dir(tmp_path / "trec", "prepare"):
+            pass
+    assert str(e.value) == (f"cannot write the output folder {tmp_path / 'trec'}: permission denied in {tmp_path}; "
+                            "choose an output folder you can write to or fix its permissions")
+
+
+def test_a_read_only_output_folder_is_replaced_without_leaving_old_behind(tmp_path, monkeypatch):
+    out = tmp_path / "trec"
+    with io.atomic_dir(out, "prepare") as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "a.npz").write_text("old")
+    os.chmod(out / "sub", 0o500)
+    os.chmod(out, 0o500)
+    rmtree = io.shutil.rmtree
+
+    def as_non_root(path, *args, **kwargs):  # root ignores permissions; a user cannot empty a read-only folder
+        for d in ([path] if os.path.exists(path) else []) + [os.path.join(r, n) for r, ds, _ in os.walk(path) for n in ds]:
+            if not os.stat(d).st_mode & 0o200 and os.listdir(d):
+                raise PermissionError(errno.EACCES, "Permission denied", d)
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(io.shutil, "rmtree", as_non_root)
+    with io.atomic_dir(out, "prepare") as tmp:
+        (tmp / "a.npz").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trec"]
+    assert (out / "a.npz").read_text() == "new"

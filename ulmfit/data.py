@@ -4,8 +4,10 @@ Hugging Face hub. Plus the seeded samplers the experiments use: stratified label
 the 10% validation split carved from train.
 """
 
+import functools
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +71,27 @@ def hub_reachable(timeout=3.0):
         return False
 
 
+def mirror_dir(mirror=None):
+    """The mirror to read: ULMFIT_DATA when set (it overrides --mirror and params `data.mirror`, saying so
+    once when the two differ), else `mirror`."""
+    env = os.environ.get("ULMFIT_DATA")
+    if env and mirror and Path(env).resolve() != Path(mirror).resolve():
+        _say_once(f"ulmfit: reading data from ULMFIT_DATA={env}, which overrides the mirror {mirror} "
+                  "given by --mirror or params data.mirror (unset ULMFIT_DATA to use that one)")
+    return env or mirror
+
+
+@functools.cache
+def _say_once(message):
+    print(message, file=sys.stderr)
+
+
 def load(name, split, mirror=None):
     """One split of a named dataset as a `datasets.Dataset` (mirror first, then the hub)."""
     s = spec(name)
     if split not in s.splits:
         raise DataError(f"dataset {name!r} has no split {split!r}; its splits are: {', '.join(s.splits)}")
-    mirror = os.environ.get("ULMFIT_DATA") or mirror  # the environment overrides params
+    mirror = mirror_dir(mirror)
     tried = "no mirror configured"
     if mirror:
         path = Path(mirror) / s.mirror_dir / f"{split}.parquet"

@@ -28,6 +28,10 @@ from .text import Docs, Vocab, numericalize, tokenize, tokenize_texts
 from .train import confusion, error_rate, lm_loss, predict_probs, train_classifier, train_lm
 
 
+PREPARED_LAYOUT = ("info.json", "vocab.json", "*.npz")  # files of a prepared dataset, the key file first
+MODEL_LAYOUT = ("metrics.json", "model.pt", "dvclive")  # files of a language model or classifier folder
+
+
 def default_device():
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -45,10 +49,10 @@ def measured(record):
 
 
 @contextmanager
-def output_dir(out_dir):
+def output_dir(out_dir, step, inputs):
     """An atomic output directory on rank 0; a throwaway one on the other ranks of a torchrun job."""
     if distributed.is_main():
-        with atomic_dir(out_dir) as tmp:
+        with atomic_dir(out_dir, step, MODEL_LAYOUT, inputs) as tmp:
             yield tmp
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -154,7 +158,7 @@ def prepare(dataset, out_dir, mirror=None, valid_frac=0.1, split_seed=42, max_vo
     The vocabulary is built from the training pool and the unlabelled texts.
     """
     info = {"dataset": dataset, "classes": list(D.spec(dataset).classes), "skipped_empty": {}}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "prepare", PREPARED_LAYOUT, [D.mirror_dir(mirror)]) as tmp:
         with measured(info):
             splits = read_splits(dataset, info, mirror, valid_frac, split_seed, **caps)
             tokens = {name: tokenize_texts(texts, workers=workers, progress=progress) for name, (texts, _) in splits.items()}
@@ -198,7 +202,7 @@ def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, de
     device = distributed.setup(device)
     vocab = load_vocab(corpus_dir)
     record = {"direction": direction, "seed": seed, "processes": distributed.world_size()}
-    with output_dir(out_dir) as tmp:
+    with output_dir(out_dir, "pretrain", [corpus_dir]) as tmp:
         with measured(record):
             torch.manual_seed(seed)
             model = LanguageModel(len(vocab), model_cfg, drop_mult=lm_cfg.drop_mult)
@@ -243,7 +247,7 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "text": text, "budget": budget,
               "pretrained": str(pretrained_dir) if pretrained_dir else None, "processes": distributed.world_size()}
-    with output_dir(out_dir) as tmp:
+    with output_dir(out_dir, "finetune-lm", [data_dir, pretrained_dir]) as tmp:
         with measured(record):
             torch.manual_seed(seed)
             if pretrained_dir:
@@ -293,7 +297,7 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
     info = read_json(Path(data_dir) / "info.json")
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "budget": budget, "lm": str(lm_dir) if lm_dir else None}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "train-clf", MODEL_LAYOUT, [data_dir, lm_dir]) as tmp:
         with measured(record):
             train = load_prepared(data_dir, "train", direction)
             if budget:
