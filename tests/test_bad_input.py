@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -157,7 +158,7 @@ def test_label_budget_larger_than_a_class_has(tmp_path):
     labels = [0] * 30 + [1] * 30 + [2, 3, 4, 5] * 10  # 10% held out: 9 of each of the last four classes remain
     steps.prepare("trec", data, mirror(tmp_path, questions(len(labels)), labels), min_freq=1)
     with pytest.raises(DataError, match="budget 60 needs 10 examples of class 'DESC' but only 9 are available; "
-                                        "use a budget of at most 54"):
+                                        "use a budget of at most 56"):
         steps.train_clf(data, tmp_path / "clf", ClfConfig(epochs=1), None, TINY, budget=60, balanced=True)
 
 
@@ -277,3 +278,25 @@ def test_a_read_only_output_folder_is_replaced_without_leaving_old_behind(tmp_pa
         (tmp / "a.npz").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trec"]
     assert (out / "a.npz").read_text() == "new"
+
+
+def test_a_training_split_with_a_single_class(tmp_path):
+    with pytest.raises(DataError, match="trec/train: only class ABBR has examples \\(300 rows\\); a classifier needs "
+                                        "examples of at least two classes"):
+        steps.prepare("trec", tmp_path / "out", mirror(tmp_path, questions(300), [0] * 300), min_freq=1)
+    data = tmp_path / "data"  # prepared by older code, which let a single class through
+    steps.prepare("trec", data, mirror(tmp_path, questions(60)), min_freq=1)
+    train = steps.load_prepared(data, "train")
+    train.subset(np.nonzero(train.labels == 1)[0]).save(data / "train.npz")
+    with pytest.raises(DataError, match="train.npz: only class ENTY has examples"):
+        steps.train_clf(data, tmp_path / "clf", ClfConfig(epochs=1), None, TINY)
+
+
+def test_a_budget_suggestion_that_works(tmp_path):
+    data = tmp_path / "data"
+    steps.prepare("trec", data, mirror(tmp_path, questions(300), [0] * 250 + [1] * 50), min_freq=1)
+    with pytest.raises(DataError, match="budget 60 needs 10 examples of class 'DESC' but only 0 are available; "
+                                        "use a budget of at most 2 or sample in proportion"):
+        steps.train_clf(data, tmp_path / "clf", ClfConfig(epochs=1), None, TINY, budget=60)
+    train = steps.load_prepared(data, "train")
+    assert len(steps.D.stratified_sample(train.labels, 2, 0, True, range(6))) == 2

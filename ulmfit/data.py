@@ -162,13 +162,29 @@ def texts_and_labels(ds, name):
     raw = ds[s.label]
     if all(v == -1 for v in raw):
         return texts, None
-    for row, v in enumerate(raw):
-        if v is None or not isinstance(v, (int, np.integer)) or not 0 <= v < len(s.classes):
-            raise DataError(
-                f"{name}: row {row} has label {v!r}, outside the declared classes 0..{len(s.classes) - 1} "
-                f"({', '.join(s.classes)}); fix or drop that row"
-            )
-    return texts, np.asarray(raw, dtype=np.int64)
+    return texts, np.array([label_id(v, row, name, s.classes) for row, v in enumerate(raw)], dtype=np.int64)
+
+
+def labelled(ds, name, split):
+    """(texts, labels) of a split that must be labelled (train or test of a classification dataset)."""
+    texts, labels = texts_and_labels(ds, name)
+    if labels is None:
+        raise DataError(f"{name}/{split} has no labels (every label is -1); a classifier needs a labelled {split} split: "
+                        "check the label column")
+    return texts, labels
+
+
+def label_id(value, row, name, classes):
+    """The class number of one label: a whole number 0..k-1 (a whole float such as 2.0 included) or a class name."""
+    if isinstance(value, str) and value in classes:
+        return classes.index(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and 0 <= value < len(classes):
+        return int(value)
+    raise DataError(f"{name}: row {row} has label {value!r}, outside the declared classes 0..{len(classes) - 1}; "
+                    f"expected a whole number 0..{len(classes) - 1} or a class name ({', '.join(classes)}); "
+                    "fix or drop that row")
 
 
 def wiki_articles(lines):
@@ -214,7 +230,7 @@ def stratified_sample(labels, n, seed, balanced=True, classes=None):
     if len(short):
         c = short[0]
         name = classes[c] if classes is not None else c
-        largest = k * counts[counts > 0].min() if balanced else len(labels)
+        largest = next(m for m in range(n - 1, 0, -1) if (_quotas(counts, m, balanced) <= counts).all())
         raise DataError(
             f"label budget {n} needs {quotas[c]} examples of class {name!r} but only {counts[c]} are available; "
             f"use a budget of at most {largest} or sample in proportion to class frequency (balanced: false)"
@@ -222,6 +238,15 @@ def stratified_sample(labels, n, seed, balanced=True, classes=None):
     rng = np.random.default_rng(seed)
     picked = [rng.permutation(np.nonzero(labels == c)[0])[: quotas[c]] for c in range(k)]
     return np.sort(np.concatenate(picked))
+
+
+def check_classes(labels, classes, what):
+    """A classifier needs examples of at least two classes."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        only = classes[present[0]] if len(present) else "none"
+        raise DataError(f"{what}: only class {only} has examples ({len(labels)} rows); a classifier needs examples "
+                        "of at least two classes: check the label column or the split")
 
 
 def train_valid_split(labels, valid_frac, seed):

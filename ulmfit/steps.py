@@ -27,7 +27,6 @@ from .io import atomic_dir, read_json, write_json
 from .text import Docs, Vocab, numericalize, tokenize, tokenize_texts
 from .train import confusion, error_rate, lm_loss, predict_probs, train_classifier, train_lm
 
-
 PREPARED_LAYOUT = ("info.json", "vocab.json", "*.npz")  # files of a prepared dataset, the key file first
 MODEL_LAYOUT = ("metrics.json", "model.pt", "dvclive")  # files of a language model or classifier folder
 
@@ -125,16 +124,17 @@ def read_splits(dataset, info, mirror=None, valid_frac=0.1, split_seed=42, max_t
             keep(name, articles, None)
         return splits
     if repartition_test:
-        texts, labels = D.texts_and_labels(D.load(dataset, "test", mirror), dataset)
+        texts, labels = D.labelled(D.load(dataset, "test", mirror), dataset, "test")
         train_idx, test_idx = D.train_valid_split(labels, repartition_test, split_seed)
         info["repartitioned"] = (f"official test split ({len(labels):,} rows) re-partitioned, stratified and seeded: "
                                  f"{len(train_idx):,} train, {len(test_idx):,} test")
         train = ([texts[i] for i in train_idx], labels[train_idx])
         test = ([texts[i] for i in test_idx], labels[test_idx])
     else:
-        train = D.texts_and_labels(D.load(dataset, "train", mirror), dataset)
-        test = D.texts_and_labels(D.load(dataset, "test", mirror), dataset)
+        train = D.labelled(D.load(dataset, "train", mirror), dataset, "train")
+        test = D.labelled(D.load(dataset, "test", mirror), dataset, "test")
     texts, labels, info["skipped_empty"]["train"] = _clean(*train, f"{dataset}/train")
+    D.check_classes(labels, spec.classes, f"{dataset}/train")
     train_idx, valid_idx = D.train_valid_split(labels, valid_frac, split_seed)
     pool = _cap(len(train_idx), max_train, split_seed, labels[train_idx])
     keep("train", [texts[i] for i in train_idx[pool]], labels[train_idx[pool]])
@@ -300,6 +300,7 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
     with atomic_dir(out_dir, "train-clf", MODEL_LAYOUT, [data_dir, lm_dir]) as tmp:
         with measured(record):
             train = load_prepared(data_dir, "train", direction)
+            D.check_classes(train.labels, info["classes"], f"{data_dir}/train.npz")
             if budget:
                 train = train.subset(D.stratified_sample(train.labels, budget, seed, balanced, info["classes"]))
             valid = load_prepared(data_dir, "valid", direction)
