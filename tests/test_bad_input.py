@@ -300,3 +300,73 @@ def test_a_budget_suggestion_that_works(tmp_path):
         steps.train_clf(data, tmp_path / "clf", ClfConfig(epochs=1), None, TINY, budget=60)
     train = steps.load_prepared(data, "train")
     assert len(steps.D.stratified_sample(train.labels, 2, 0, True, range(6))) == 2
+
+
+def test_predict_refuses_empty_text(tmp_path):
+    one_line_error(cli("predict", "--model", tmp_path / "clf", ""), "error: text 1 is empty or whitespace-only")
+    for texts in (["What is it ?", "  "], []):
+        with pytest.raises(DataError, match="is empty or whitespace-only|no text to classify"):
+            steps.predict(tmp_path / "clf", texts)
+
+
+@pytest.mark.parametrize("key,value,must", [("valid_frac", -0.5, "a fraction between 0 and 1"),
+                                            ("valid_frac", 1.5, "a fraction between 0 and 1"),
+                                            ("max_vocab", 0, "a whole number above 9"),
+                                            ("max_train", -2000, "a whole number >= 0"),
+                                            ("max_train", "abc", "a whole number >= 0")])
+def test_prepare_options_out_of_range_name_the_key(tmp_path, key, value, must):
+    with pytest.raises(ConfigError, match=f"prepare: {key} must be {must}.*got {value!r}"):
+        steps.prepare("trec", tmp_path / "out", mirror(tmp_path, questions(12)), **{key: value})
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_config_mistakes_get_one_line(tmp_path):
+    one_line_error(cli("prepare", "--dataset", "trec", "--out", tmp_path / "out", "--set", "bogus=1"),
+                   "unknown option 'bogus'; valid options are: valid_frac")
+    from ulmfit import cli as ulmfit_cli
+
+    assert ulmfit_cli.parse_sets(["lr=1e-3", "epochs=2"]) == {"lr": 0.001, "epochs": 2}
+    assert from_dict(ClfConfig, {"lr": "1e-3"}).lr == 0.001
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="--device cuda: CUDA is not available on this machine; use --device cpu"):
+        ulmfit_cli.check_device("cuda")
+    monkey.undo()
+
+
+def test_predict_or_evaluate_on_a_language_model_folder(tmp_path):
+    data = tmp_path / "data"
+    steps.prepare("trec", data, mirror(tmp_path, questions(60)), min_freq=1)
+    vocab = json.loads((data / "vocab.json").read_text())
+    save_model(tmp_path / "lm", LanguageModel(len(vocab), TINY), vocab, meta={"direction": "fwd"})
+    message = "lm holds a language model, not a classifier; pass a folder written by train-clf"
+    with pytest.raises(CheckpointError, match=message):
+        steps.predict(tmp_path / "lm", ["What is it ?"], "cpu")
+    with pytest.raises(CheckpointError, match=message):
+        steps.evaluate(data, {"m": tmp_path / "lm"}, tmp_path / "eval.json", "cpu")
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda p: "seeds: [0\n", "is not valid YAML"),
+    (lambda p: p.update(seeds=[]), "seeds must list at least one seed"),
+    (lambda p: p.update(datasets=[]), "datasets must list at least one dataset"),
+    (lambda p: p["trec"].update(budget=-5), "trec.budget .* must be a whole number"),
+    (lambda p: p["clf"].update(max_len=0), "clf.*max_len must be > 0"),
+    (lambda p: p["trec"]["prepare"].update(max_train=-2000), "trec.prepare: max_train must be a whole number >= 0"),
+])
+def test_params_mistakes_name_the_key(tmp_path, change, message):
+    from common import load_params
+
+    params = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
+    text = change(params)
+    (tmp_path / "params.yaml").write_text(text if isinstance(text, str) else yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=message):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_stage_scripts_print_one_line_and_exit_2(tmp_path):
+    (tmp_path / "params.yaml").write_text("seeds: [0\n")
+    env = dict(os.environ, ULMFIT_PARAMS=str(tmp_path / "params.yaml"), PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['prepare.py']; import common; "
+                             "common.load_params()"], cwd=ROOT / "experiments", capture_output=True, text=True, env=env)
+    one_line_error(result, f"prepare.py: error: {tmp_path / 'params.yaml'} is not valid YAML", "fix the syntax")

@@ -21,8 +21,8 @@ import torch
 from . import data as D
 from . import distributed
 from .awd_lstm import Classifier, LanguageModel, transfer_vocab
-from .checkpoint import check_vocab, load_model, load_weights, model_config, read, save_model
-from .config import LMConfig
+from .checkpoint import CheckpointError, check_vocab, load_model, load_weights, model_config, read, save_model
+from .config import LMConfig, check_prepare
 from .io import atomic_dir, read_json, write_json
 from .text import Docs, Vocab, numericalize, tokenize, tokenize_texts
 from .train import confusion, error_rate, lm_loss, predict_probs, train_classifier, train_lm
@@ -157,6 +157,8 @@ def prepare(dataset, out_dir, mirror=None, valid_frac=0.1, split_seed=42, max_vo
     caps: max_train, max_valid, max_test, max_unlabelled, max_words, repartition_test (see read_splits).
     The vocabulary is built from the training pool and the unlabelled texts.
     """
+    check_prepare({"valid_frac": valid_frac, "split_seed": split_seed, "max_vocab": max_vocab, "min_freq": min_freq,
+                   "workers": workers, **caps})
     info = {"dataset": dataset, "classes": list(D.spec(dataset).classes), "skipped_empty": {}}
     with atomic_dir(out_dir, "prepare", PREPARED_LAYOUT, [D.mirror_dir(mirror)]) as tmp:
         with measured(info):
@@ -340,7 +342,7 @@ def evaluate(data_dir, model_dirs, out_path, device=None, batch_size=64):
     with measured(result):
         probs = []
         for name, directory in model_dirs.items():
-            model, obj = load_model(directory, device)
+            model, obj = load_classifier(directory, device)
             direction = obj["meta"].get("direction", "fwd")
             check_vocab(obj, load_vocab(data_dir).itos)
             test = load_prepared(data_dir, "test", direction)
@@ -354,6 +356,14 @@ def evaluate(data_dir, model_dirs, out_path, device=None, batch_size=64):
     return result
 
 
+def load_classifier(directory, device):
+    model, obj = load_model(directory, device)
+    if obj["kind"] != "classifier":
+        raise CheckpointError(f"{directory} holds a language model, not a classifier; pass a folder written by "
+                              "train-clf (a classifier whose model was kept)")
+    return model, obj
+
+
 def predict(model_dirs, texts, device=None):
     """[(label, probability)] for each text; several model directories are ensembled by
     averaging their probabilities (e.g. a forward and a backward classifier)."""
@@ -361,10 +371,15 @@ def predict(model_dirs, texts, device=None):
         model_dirs = [model_dirs]
     if isinstance(texts, str):
         texts = [texts]
+    if not texts:
+        raise D.DataError("no text to classify; pass texts as arguments or, with '-', one text per line on stdin")
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise D.DataError(f"text {i + 1} is empty or whitespace-only; give text to classify (with '-': no blank lines)")
     device = device or default_device()
     probs, classes = [], None
     for directory in model_dirs:
-        model, obj = load_model(directory, device)
+        model, obj = load_classifier(directory, device)
         if classes is not None and obj["classes"] != classes:
             raise ValueError(f"{directory} predicts classes {obj['classes']}, not {classes}; ensemble models of one task")
         classes = obj["classes"]
