@@ -124,3 +124,18 @@ def test_labels_as_class_names_whole_floats_or_wrong_types(tmp_path):
     with pytest.raises(D.DataError, match="trec/test has no labels \\(every label is -1\\); a classifier needs a "
                                           "labelled test split"):
         D.labelled(D.load("trec", "test", tmp_path), "trec", "test")
+
+
+def test_ulmfit_data_overriding_an_explicit_mirror_says_so(tmp_path, monkeypatch, capsys):
+    D._say_once.cache_clear()
+    monkeypatch.setenv("ULMFIT_DATA", str(tmp_path / "env"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert D.mirror_dir(tmp_path / "env") == str(tmp_path / "env") and capsys.readouterr().err == ""
+    assert D.mirror_dir(tmp_path / "given") == str(tmp_path / "env")
+    assert capsys.readouterr().err == (f"ulmfit: reading data from ULMFIT_DATA={tmp_path / 'env'}, which overrides the "
+                                       f"mirror {tmp_path / 'given'} given by --mirror or params data.mirror "
+                                       "(unset ULMFIT_DATA to use that one)\n")
+    with pytest.raises(D.DataError, match="env/trec/test.parquet does not exist \\(mirror from ULMFIT_DATA\\)"):
+        D.load("trec", "test", tmp_path / "given")
+    monkeypatch.delenv("ULMFIT_DATA")
+    assert D.mirror_dir(tmp_path / "given") == tmp_path / "given"

@@ -97,7 +97,7 @@ def load(name, split, mirror=None):
         path = Path(mirror) / s.mirror_dir / f"{split}.parquet"
         if path.exists():
             return read_parquet(path, s)
-        tried = f"mirror file {path} does not exist"
+        tried = f"mirror file {path} does not exist" + (" (mirror from ULMFIT_DATA)" if os.environ.get("ULMFIT_DATA") else "")
     if s.hub is None:
         raise DataError(f"{name}/{split} is only available from a local mirror ({tried}); {MIRROR_HELP}")
     if not hub_reachable():
