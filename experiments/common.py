@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from ulmfit.cli import stop_cleanly
 from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_prepare, from_dict
 from ulmfit.data import DATASETS, DataError
 from ulmfit.io import OutputError
@@ -25,16 +26,23 @@ CORPUS_KEYS = ["name", "max_words"]
 
 def one_line_errors(kind, error, tb):
     """Every stage script imports this module: a config, data or output error prints one line naming the problem and
-    the fix, and the script exits with code 2; anything else keeps its traceback."""
-    if not issubclass(kind, (ConfigError, DataError, OutputError)):
+    the fix, and the script exits with code 2; Ctrl-C or SIGTERM exit with 130 or 143 after the step has removed
+    its temporary files; anything else keeps its traceback."""
+    if issubclass(kind, KeyboardInterrupt):
+        print(f"{Path(sys.argv[0]).name}: interrupted; the stage's outputs were not changed", file=sys.stderr)
+        code = interrupt_code(error)
+    elif issubclass(kind, (ConfigError, DataError, OutputError)):
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        code = 2
+    else:
         return sys.__excepthook__(kind, error, tb)
-    print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
     sys.stderr.flush()
     sys.stdout.flush()
-    os._exit(2)
+    os._exit(code)
 
 
 sys.excepthook = one_line_errors
+interrupt_code = stop_cleanly()
 
 
 def _check_keys(section, valid, where):

@@ -4,6 +4,7 @@ partial output behind: the previous output of a failed step stays as it was."""
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -370,3 +371,50 @@ def test_stage_scripts_print_one_line_and_exit_2(tmp_path):
     result = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['prepare.py']; import common; "
                              "common.load_params()"], cwd=ROOT / "experiments", capture_output=True, text=True, env=env)
     one_line_error(result, f"prepare.py: error: {tmp_path / 'params.yaml'} is not valid YAML", "fix the syntax")
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_during_tokenisation_stops_within_2_s(tmp_path, signum, code):
+    root = mirror(tmp_path, [" ".join(questions(8))] * 100_000)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ULMFIT_DATA="")
+    proc = subprocess.Popen([sys.executable, "-m", "ulmfit.cli", "prepare", "--dataset", "trec", "--out", str(out),
+                             "--mirror", str(root), "--set", "workers=2"], stderr=subprocess.PIPE, text=True, env=env)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    while proc.poll() is None and len(children.read_text().split()) < 2:  # until the pool's workers run
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert proc.poll() is None
+    proc.send_signal(signum)
+    start = time.time()
+    try:
+        proc.wait(timeout=5)
+    finally:
+        proc.kill()
+    assert time.time() - start < 2
+    stderr = proc.stderr.read()
+    assert proc.returncode == code and "Traceback" not in stderr and "interrupted" in stderr, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror"]  # no output, no temporary folder
+
+
+def test_the_next_run_removes_the_temporary_folder_of_a_killed_run(tmp_path):
+    out = tmp_path / "out"
+    killed = tmp_path / ".out.k1ll3d_x.tmp"
+    killed.mkdir()
+    (killed / io.MARKER).write_text("prepare\n")
+    (killed / "train.npz").write_text("half written")
+    other = tmp_path / ".out.0th3r_st.tmp"  # not written by this step: left alone
+    other.mkdir()
+    with io.atomic_dir(out, "prepare") as tmp:
+        (tmp / "info.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.0th3r_st.tmp", "out"]
+
+
+def test_stage_scripts_exit_130_or_143_when_interrupted(tmp_path):
+    for signum, code in (("SIGINT", 130), ("SIGTERM", 143)):
+        result = subprocess.run([sys.executable, "-c", "import os, signal, sys, time; sys.argv = ['train_clf.py']; "
+                                 f"import common; os.kill(os.getpid(), signal.{signum}); time.sleep(5)"],
+                                cwd=ROOT / "experiments", capture_output=True, text=True, timeout=60,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert result.returncode == code and "Traceback" not in result.stderr
+        assert result.stderr == "train_clf.py: interrupted; the stage's outputs were not changed\n"

@@ -6,12 +6,27 @@ ulmfit/config.py for every key), or read from a params file section with `--para
 
 import argparse
 import json
+import signal
 import sys
 from dataclasses import fields
 
 import yaml
 
 from .config import ClfConfig, ConfigError, LMConfig, ModelConfig, from_dict, number
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every step cleans up its temporary files."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def stop_cleanly():
+    """Make SIGTERM unwind like Ctrl-C; returns the exit code for an interrupt: 143 (SIGTERM) or 130 (SIGINT)."""
+    signal.signal(signal.SIGTERM, _terminate)
+    return lambda interrupt: 143 if isinstance(interrupt, Terminated) else 130
 
 
 def parse_sets(pairs):
@@ -153,11 +168,15 @@ def run(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    exit_code = stop_cleanly()
     try:
         run(args)
     except (ValueError, OSError) as e:  # our errors name the problem and the fix
         print(f"ulmfit {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"ulmfit {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return exit_code(e)
     return 0
 
 

@@ -3,6 +3,7 @@ renamed over the target, so a crash or a full disk never leaves a half-written f
 destroys the previous version."""
 
 import errno
+import glob
 import json
 import os
 import shutil
@@ -91,6 +92,13 @@ def remove_tree(path):
         shutil.rmtree(path)
 
 
+def remove_leftovers(path, step):
+    """Remove the temporary folders a killed run of `step` left beside `path` (those holding its marker)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.????????.tmp"):  # mkdtemp: 8 random characters
+        if tmp.is_dir() and (tmp / MARKER).is_file() and (tmp / MARKER).read_text().strip() == step:
+            remove_tree(tmp)
+
+
 @contextmanager
 def atomic_dir(path, step, layout=(), inputs=()):
     """Yield a temporary directory beside `path`; on success it replaces `path` as a whole.
@@ -105,6 +113,7 @@ def atomic_dir(path, step, layout=(), inputs=()):
     old = path.with_name(f".{path.name}.old")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path, step)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except PermissionError as e:
         raise OutputError(errno.EACCES, f"cannot write the output folder {path}: permission denied in {path.parent}; "
