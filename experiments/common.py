@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from ulmfit.cli import stop_cleanly
 from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_prepare, from_dict
 from ulmfit.data import DATASETS, DataError
+from ulmfit.interrupt import stop_cleanly
 from ulmfit.io import OutputError
 
 ROOT = Path(__file__).resolve().parents[1]

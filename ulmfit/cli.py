@@ -6,27 +6,13 @@ ulmfit/config.py for every key), or read from a params file section with `--para
 
 import argparse
 import json
-import signal
 import sys
 from dataclasses import fields
 
 import yaml
 
 from .config import ClfConfig, ConfigError, LMConfig, ModelConfig, from_dict, number
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every step cleans up its temporary files."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
-def stop_cleanly():
-    """Make SIGTERM unwind like Ctrl-C; returns the exit code for an interrupt: 143 (SIGTERM) or 130 (SIGINT)."""
-    signal.signal(signal.SIGTERM, _terminate)
-    return lambda interrupt: 143 if isinstance(interrupt, Terminated) else 130
+from .interrupt import stop_cleanly
 
 
 def parse_sets(pairs):

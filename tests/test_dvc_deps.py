@@ -1,0 +1,65 @@
+"""dvc.yaml's deps list every project module a stage's script imports, directly or through ulmfit, so that a code
+change reruns every stage it can change."""
+
+import ast
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_modules(path):
+    """Project files (relative to ROOT) that the file at `path` imports anywhere in its body."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = (path.parent.name if node.level else "") + "." * bool(node.level) + (node.module or "")
+            base = base.strip(".").replace("experiments.", "")
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            for candidate in (f"{name.replace('.', '/')}.py", f"experiments/{name}.py"):
+                if (ROOT / candidate).is_file() and candidate != "ulmfit/__init__.py":
+                    found.add(candidate)
+    return found
+
+
+def closure(script):
+    seen, todo = set(), [script]
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo += imported_modules(ROOT / path)
+    return seen
+
+
+def stages():
+    """(name, cmd, deps) of every stage of dvc.yaml; foreach and matrix stages share one definition."""
+    for name, stage in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
+        stage = stage.get("do", stage)
+        yield name, stage["cmd"], [d for d in stage.get("deps", []) if isinstance(d, str)]
+
+
+def test_the_closure_follows_relative_and_stage_imports():
+    assert {"experiments/common.py", "ulmfit/steps.py", "ulmfit/optim.py", "ulmfit/text.py"} <= \
+        closure("experiments/prepare.py")
+    assert closure("ulmfit/stats.py") == {"ulmfit/stats.py"}
+
+
+def test_every_stage_depends_on_exactly_the_modules_its_script_imports():
+    missing, extra = {}, {}
+    for name, cmd, deps in stages():
+        script = re.search(r"python (\S+\.py)", cmd).group(1)
+        code = {d for d in deps if re.fullmatch(r"(experiments|ulmfit)/\S+\.py", d)}
+        if closure(script) - code:
+            missing[name] = sorted(closure(script) - code)
+        if code - closure(script):
+            extra[name] = sorted(code - closure(script))
+    assert not missing, f"dvc.yaml deps lack the modules these stages import: {missing}"
+    assert not extra, f"dvc.yaml deps list modules these stages do not import: {extra}"
