@@ -3,8 +3,12 @@ change reruns every stage it can change."""
 
 import ast
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,3 +67,15 @@ def test_every_stage_depends_on_exactly_the_modules_its_script_imports():
             extra[name] = sorted(code - closure(script))
     assert not missing, f"dvc.yaml deps lack the modules these stages import: {missing}"
     assert not extra, f"dvc.yaml deps list modules these stages do not import: {extra}"
+
+
+def test_dvc_status_works_on_a_fresh_clone(tmp_path):
+    """README: `dvc status` shows what would run on a fresh clone, where `dvc repro --dry` can fail (dvc#9021)."""
+    dvc = Path(sys.executable).with_name("dvc")
+    if not dvc.exists() or not shutil.which("git"):
+        pytest.skip("needs git and dvc")
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(tmp_path / "clone")], check=True)
+    result = subprocess.run([str(dvc), "status", "prepare_corpus"], cwd=tmp_path / "clone", capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "prepare_corpus" in result.stdout and "ERROR" not in result.stderr, result.stderr
+    assert "dvc status [stage]" in (ROOT / "README.md").read_text()
