@@ -2,12 +2,15 @@
 checked key by key, resolved into plain configs and output paths."""
 
 import os
+import sys
 from pathlib import Path
 
 import yaml
 
-from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, from_dict
-from ulmfit.data import DATASETS
+from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_prepare, from_dict
+from ulmfit.data import DATASETS, DataError
+from ulmfit.interrupt import stop_cleanly
+from ulmfit.io import OutputError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = Path(os.environ.get("ULMFIT_PARAMS", ROOT / "params.yaml"))
@@ -21,6 +24,27 @@ DATASET_KEYS = ["prepare", "budget", "balanced", "finetune_lm", "clf"]
 CORPUS_KEYS = ["name", "max_words"]
 
 
+def one_line_errors(kind, error, tb):
+    """Every stage script imports this module: a config, data or output error prints one line naming the problem and
+    the fix, and the script exits with code 2; Ctrl-C or SIGTERM exit with 130 or 143 after the step has removed
+    its temporary files; anything else keeps its traceback."""
+    if issubclass(kind, KeyboardInterrupt):
+        print(f"{Path(sys.argv[0]).name}: interrupted; the stage's outputs were not changed", file=sys.stderr)
+        code = interrupt_code(error)
+    elif issubclass(kind, (ConfigError, DataError, OutputError)):
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        code = 2
+    else:
+        return sys.__excepthook__(kind, error, tb)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(code)
+
+
+sys.excepthook = one_line_errors
+interrupt_code = stop_cleanly()
+
+
 def _check_keys(section, valid, where):
     if not isinstance(section, dict):
         raise ConfigError(f"{where} must be a mapping, got {section!r}")
@@ -32,7 +56,12 @@ def _check_keys(section, valid, where):
 def load_params(path=None):
     """The profile's params, every key and value checked (a misspelt key names the valid ones)."""
     path = Path(path or PARAMS)
-    p = yaml.safe_load(path.read_text()) or {}
+    try:
+        p = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML ({' '.join(str(e).split())}); fix the syntax there") from e
+    if not p.get("datasets"):
+        raise ConfigError(f"{path}: datasets must list at least one dataset, e.g. datasets: [trec]")
     datasets = list(p.get("datasets") or []) + list(p.get("extra_datasets") or [])
     _check_keys(p, TOP_KEYS + datasets, str(path))
     for key in TOP_KEYS[1:]:  # all but notes
@@ -53,6 +82,9 @@ def load_params(path=None):
         _check_keys(section.get("prepare", {}), PREPARE_KEYS, f"{path}: {name}.prepare")
         p[name] = section
     _check_keys(p["data"], DATA_KEYS, f"{path}: data")
+    data = {k: v for k, v in p["data"].items() if k != "mirror"}
+    for name in datasets:
+        check_prepare({**data, **(p[name]["prepare"] or {})}, f"{path}: data and {name}.prepare")
     _check_keys(p["corpus"], CORPUS_KEYS, f"{path}: corpus")
     for b in p["curve_budgets"]:
         if not isinstance(b, int) or b <= 0:

@@ -13,7 +13,7 @@ from ulmfit.io import atomic_dir, write_json
 dataset = sys.argv[1]
 p = load_params()
 results = {}
-with atomic_dir(ROOT / "runs" / "evaluate" / dataset) as out:
+with atomic_dir(ROOT / "runs" / "evaluate" / dataset, "evaluate", ("summary.json", "*.json")) as out:
     for seed in p["seeds"]:
         models = {v: run_dir(dataset, v) / str(seed) for v in ("ulmfit", "backward") if v in p["clf_variants"]}
         results[seed] = steps.evaluate(data_dir(dataset), models, out / f"{seed}.json")

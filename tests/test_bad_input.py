@@ -4,11 +4,13 @@ partial output behind: the previous output of a failed step stays as it was."""
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -38,8 +40,9 @@ def questions(n):
     return [f"What is thing number {i} called in the {['red', 'big', 'old'][i % 3]} book ?" for i in range(n)]
 
 
-def previous_output(path):
+def previous_output(path, step="prepare"):
     path.mkdir(parents=True)
+    (path / io.MARKER).write_text(step)
     (path / "marker").write_text("previous result")
     return path
 
@@ -56,7 +59,7 @@ def test_a_split_with_only_empty_documents_is_an_error_and_keeps_the_previous_ou
     out = previous_output(tmp_path / "out")
     with pytest.raises(DataError, match="trec/train: every document is empty or whitespace-only"):
         steps.prepare("trec", out, mirror(tmp_path, ["", "  "] * 6))
-    assert (out / "marker").read_text() == "previous result" and sorted(os.listdir(out)) == ["marker"]
+    assert (out / "marker").read_text() == "previous result" and sorted(os.listdir(out)) == [io.MARKER, "marker"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["mirror", "out"]  # no temporary directory left
 
 
@@ -67,7 +70,7 @@ def test_bytes_that_are_not_utf8(tmp_path):
     out = previous_output(tmp_path / "out")
     with pytest.raises(DataError, match="row 1 of column 'text' is not valid UTF-8.*re-encode"):
         steps.prepare("trec", out, tmp_path / "mirror")
-    assert sorted(os.listdir(out)) == ["marker"]
+    assert sorted(os.listdir(out)) == [io.MARKER, "marker"]
 
 
 def test_a_single_5_mb_document(tmp_path):
@@ -138,7 +141,7 @@ def test_checkpoint_whose_vocabulary_or_architecture_does_not_match(tmp_path):
     steps.prepare("trec", data, mirror(tmp_path, questions(60)), min_freq=1)
     vocab = json.loads((data / "vocab.json").read_text())
     save_model(tmp_path / "lm_other_vocab", LanguageModel(len(vocab), TINY), vocab[:-1] + ["zzz"], meta={"direction": "fwd"})
-    out = previous_output(tmp_path / "clf")
+    out = previous_output(tmp_path / "clf", "train-clf")
     with pytest.raises(CheckpointError, match=f"vocabulary of {len(vocab)} tokens that differs.*first difference at id {len(vocab) - 1}"):
         steps.train_clf(data, out, ClfConfig(epochs=1), tmp_path / "lm_other_vocab")
     lm = LanguageModel(len(vocab), TINY)
@@ -148,7 +151,7 @@ def test_checkpoint_whose_vocabulary_or_architecture_does_not_match(tmp_path):
     torch.save(obj, tmp_path / "lm_bad_arch" / "model.pt")
     with pytest.raises(CheckpointError, match="does not fit the model being built: shape mismatch .*weight_hh_l0_raw"):
         steps.train_clf(data, out, ClfConfig(epochs=1), tmp_path / "lm_bad_arch")
-    assert sorted(os.listdir(out)) == ["marker"]
+    assert sorted(os.listdir(out)) == [io.MARKER, "marker"]
 
 
 def test_label_budget_larger_than_a_class_has(tmp_path):
@@ -156,7 +159,7 @@ def test_label_budget_larger_than_a_class_has(tmp_path):
     labels = [0] * 30 + [1] * 30 + [2, 3, 4, 5] * 10  # 10% held out: 9 of each of the last four classes remain
     steps.prepare("trec", data, mirror(tmp_path, questions(len(labels)), labels), min_freq=1)
     with pytest.raises(DataError, match="budget 60 needs 10 examples of class 'DESC' but only 9 are available; "
-                                        "use a budget of at most 54"):
+                                        "use a budget of at most 56"):
         steps.train_clf(data, tmp_path / "clf", ClfConfig(epochs=1), None, TINY, budget=60, balanced=True)
 
 
@@ -185,3 +188,233 @@ def test_offline_with_no_local_data_fails_fast_naming_the_mirror(tmp_path):
     assert "imdb/train" in result.stderr and "nowhere/imdb/train.parquet does not exist" in result.stderr
     assert "ULMFIT_DATA" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def cli(*args, stdin=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ULMFIT_DATA="")
+    return subprocess.run([sys.executable, "-m", "ulmfit.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, input=stdin, timeout=120)
+
+
+def one_line_error(result, *words):
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_out_holding_the_inputs_or_other_files_is_refused_and_nothing_is_deleted(tmp_path):
+    work = tmp_path / "W2"
+    data = work / "trec"
+    steps.prepare("trec", data, mirror(tmp_path, questions(60)), min_freq=1)
+    with pytest.raises(io.OutputError, match=f"output folder {work} holds this step's input .*nothing was deleted.*"
+                                             f"new folder, e.g. {work / 'train-clf'}"):
+        steps.train_clf(data, work, ClfConfig(epochs=1), None, TINY)
+    with pytest.raises(io.OutputError, match="holds this step's input"):
+        steps.train_clf(data, data, ClfConfig(epochs=1), None, TINY)
+    assert (data / "train.npz").exists() and (data / "info.json").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    result = cli("prepare", "--dataset", "trec", "--out", tmp_path / "mine", "--mirror", tmp_path / "mirror")
+    one_line_error(result, f"error: the output folder {tmp_path / 'mine'} is not empty and is not an earlier output "
+                           "of prepare; nothing was deleted. Choose a new or empty folder")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine" and (data / "train.npz").exists()
+    one_line_error(cli("prepare", "--dataset", "trec", "--out", tmp_path, "--mirror", tmp_path / "mirror"),
+                   f"the output folder {tmp_path} holds this step's input {tmp_path / 'mirror'}")
+    with pytest.raises(io.OutputError, match="not an earlier output of train-clf"):  # a prepare output is not a classifier's
+        io.check_output(data, "train-clf", steps.MODEL_LAYOUT)
+
+
+def test_a_step_replaces_its_own_output_marked_or_written_by_older_code(tmp_path):
+    root = mirror(tmp_path, questions(60))
+    out = tmp_path / "out"
+    steps.prepare("trec", out, root, min_freq=1)
+    assert (out / io.MARKER).read_text().strip() == "prepare"
+    (out / "stale.npz").write_text("x")
+    steps.prepare("trec", out, root, min_freq=1)  # marked: replaced as a whole
+    assert not (out / "stale.npz").exists()
+    (out / io.MARKER).unlink()  # the layout older code wrote, without a marker, still counts as its own
+    steps.prepare("trec", out, root, min_freq=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror", "out"]  # no .old or temporary folder left
+    legacy = tmp_path / "clf"
+    (legacy / "dvclive").mkdir(parents=True)
+    (legacy / "metrics.json").write_text("{}")
+    (legacy / "model.pt").write_text("")
+    assert io.is_own_output(legacy, "train-clf", steps.MODEL_LAYOUT)
+    (legacy / "notes.txt").write_text("mine")  # anything else makes it someone else's folder
+    assert not io.is_own_output(legacy, "train-clf", steps.MODEL_LAYOUT)
+    assert not io.is_own_output(tmp_path / "mirror", "prepare", steps.PREPARED_LAYOUT)
+    assert io.is_own_output(tmp_path / "missing", "prepare") and io.is_own_output(tmp_path / "out", "prepare")
+
+
+def test_permission_denied_names_the_output_folder_not_the_temporary_one(tmp_path, monkeypatch):
+    def denied(prefix, suffix, dir):
+        raise PermissionError(errno.EACCES, "Permission denied", f"{dir}/{prefix}toiy9h_l{suffix}")
+
+    monkeypatch.setattr(io.tempfile, "mkdtemp", denied)
+    with pytest.raises(io.OutputError) as e:
+        with io.atomic_dir(tmp_path / "trec", "prepare"):
+            pass
+    assert str(e.value) == (f"cannot write the output folder {tmp_path / 'trec'}: permission denied in {tmp_path}; "
+                            "choose an output folder you can write to or fix its permissions")
+
+
+def test_a_read_only_output_folder_is_replaced_without_leaving_old_behind(tmp_path, monkeypatch):
+    out = tmp_path / "trec"
+    with io.atomic_dir(out, "prepare") as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "a.npz").write_text("old")
+    os.chmod(out / "sub", 0o500)
+    os.chmod(out, 0o500)
+    rmtree = io.shutil.rmtree
+
+    def as_non_root(path, *args, **kwargs):  # root ignores permissions; a user cannot empty a read-only folder
+        for d in ([path] if os.path.exists(path) else []) + [os.path.join(r, n) for r, ds, _ in os.walk(path) for n in ds]:
+            if not os.stat(d).st_mode & 0o200 and os.listdir(d):
+                raise PermissionError(errno.EACCES, "Permission denied", d)
+        rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(io.shutil, "rmtree", as_non_root)
+    with io.atomic_dir(out, "prepare") as tmp:
+        (tmp / "a.npz").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trec"]
+    assert (out / "a.npz").read_text() == "new"
+
+
+def test_a_training_split_with_a_single_class(tmp_path):
+    with pytest.raises(DataError, match="trec/train: only class ABBR has examples \\(300 rows\\); a classifier needs "
+                                        "examples of at least two classes"):
+        steps.prepare("trec", tmp_path / "out", mirror(tmp_path, questions(300), [0] * 300), min_freq=1)
+    data = tmp_path / "data"  # prepared by older code, which let a single class through
+    steps.prepare("trec", data, mirror(tmp_path, questions(60)), min_freq=1)
+    train = steps.load_prepared(data, "train")
+    train.subset(np.nonzero(train.labels == 1)[0]).save(data / "train.npz")
+    with pytest.raises(DataError, match="train.npz: only class ENTY has examples"):
+        steps.train_clf(data, tmp_path / "clf", ClfConfig(epochs=1), None, TINY)
+
+
+def test_a_budget_suggestion_that_works(tmp_path):
+    data = tmp_path / "data"
+    steps.prepare("trec", data, mirror(tmp_path, questions(300), [0] * 250 + [1] * 50), min_freq=1)
+    with pytest.raises(DataError, match="budget 60 needs 10 examples of class 'DESC' but only 0 are available; "
+                                        "use a budget of at most 2 or sample in proportion"):
+        steps.train_clf(data, tmp_path / "clf", ClfConfig(epochs=1), None, TINY, budget=60)
+    train = steps.load_prepared(data, "train")
+    assert len(steps.D.stratified_sample(train.labels, 2, 0, True, range(6))) == 2
+
+
+def test_predict_refuses_empty_text(tmp_path):
+    one_line_error(cli("predict", "--model", tmp_path / "clf", ""), "error: text 1 is empty or whitespace-only")
+    for texts in (["What is it ?", "  "], []):
+        with pytest.raises(DataError, match="is empty or whitespace-only|no text to classify"):
+            steps.predict(tmp_path / "clf", texts)
+
+
+@pytest.mark.parametrize("key,value,must", [("valid_frac", -0.5, "a fraction between 0 and 1"),
+                                            ("valid_frac", 1.5, "a fraction between 0 and 1"),
+                                            ("max_vocab", 0, "a whole number above 9"),
+                                            ("max_train", -2000, "a whole number >= 0"),
+                                            ("max_train", "abc", "a whole number >= 0")])
+def test_prepare_options_out_of_range_name_the_key(tmp_path, key, value, must):
+    with pytest.raises(ConfigError, match=f"prepare: {key} must be {must}.*got {value!r}"):
+        steps.prepare("trec", tmp_path / "out", mirror(tmp_path, questions(12)), **{key: value})
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_config_mistakes_get_one_line(tmp_path):
+    one_line_error(cli("prepare", "--dataset", "trec", "--out", tmp_path / "out", "--set", "bogus=1"),
+                   "unknown option 'bogus'; valid options are: valid_frac")
+    from ulmfit import cli as ulmfit_cli
+
+    assert ulmfit_cli.parse_sets(["lr=1e-3", "epochs=2"]) == {"lr": 0.001, "epochs": 2}
+    assert from_dict(ClfConfig, {"lr": "1e-3"}).lr == 0.001
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="--device cuda: CUDA is not available on this machine; use --device cpu"):
+        ulmfit_cli.check_device("cuda")
+    monkey.undo()
+
+
+def test_predict_or_evaluate_on_a_language_model_folder(tmp_path):
+    data = tmp_path / "data"
+    steps.prepare("trec", data, mirror(tmp_path, questions(60)), min_freq=1)
+    vocab = json.loads((data / "vocab.json").read_text())
+    save_model(tmp_path / "lm", LanguageModel(len(vocab), TINY), vocab, meta={"direction": "fwd"})
+    message = "lm holds a language model, not a classifier; pass a folder written by train-clf"
+    with pytest.raises(CheckpointError, match=message):
+        steps.predict(tmp_path / "lm", ["What is it ?"], "cpu")
+    with pytest.raises(CheckpointError, match=message):
+        steps.evaluate(data, {"m": tmp_path / "lm"}, tmp_path / "eval.json", "cpu")
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda p: "seeds: [0\n", "is not valid YAML"),
+    (lambda p: p.update(seeds=[]), "seeds must list at least one seed"),
+    (lambda p: p.update(datasets=[]), "datasets must list at least one dataset"),
+    (lambda p: p["trec"].update(budget=-5), "trec.budget .* must be a whole number"),
+    (lambda p: p["clf"].update(max_len=0), "clf.*max_len must be > 0"),
+    (lambda p: p["trec"]["prepare"].update(max_train=-2000), "trec.prepare: max_train must be a whole number >= 0"),
+])
+def test_params_mistakes_name_the_key(tmp_path, change, message):
+    from common import load_params
+
+    params = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
+    text = change(params)
+    (tmp_path / "params.yaml").write_text(text if isinstance(text, str) else yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=message):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_stage_scripts_print_one_line_and_exit_2(tmp_path):
+    (tmp_path / "params.yaml").write_text("seeds: [0\n")
+    env = dict(os.environ, ULMFIT_PARAMS=str(tmp_path / "params.yaml"), PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, "-c", "import sys; sys.argv = ['prepare.py']; import common; "
+                             "common.load_params()"], cwd=ROOT / "experiments", capture_output=True, text=True, env=env)
+    one_line_error(result, f"prepare.py: error: {tmp_path / 'params.yaml'} is not valid YAML", "fix the syntax")
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_during_tokenisation_stops_within_2_s(tmp_path, signum, code):
+    root = mirror(tmp_path, [" ".join(questions(8))] * 100_000)
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ULMFIT_DATA="")
+    proc = subprocess.Popen([sys.executable, "-m", "ulmfit.cli", "prepare", "--dataset", "trec", "--out", str(out),
+                             "--mirror", str(root), "--set", "workers=2"], stderr=subprocess.PIPE, text=True, env=env)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    while proc.poll() is None and len(children.read_text().split()) < 2:  # until the pool's workers run
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert proc.poll() is None
+    proc.send_signal(signum)
+    start = time.time()
+    try:
+        proc.wait(timeout=5)
+    finally:
+        proc.kill()
+    assert time.time() - start < 2
+    stderr = proc.stderr.read()
+    assert proc.returncode == code and "Traceback" not in stderr and "interrupted" in stderr, stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror"]  # no output, no temporary folder
+
+
+def test_the_next_run_removes_the_temporary_folder_of_a_killed_run(tmp_path):
+    out = tmp_path / "out"
+    killed = tmp_path / ".out.k1ll3d_x.tmp"
+    killed.mkdir()
+    (killed / io.MARKER).write_text("prepare\n")
+    (killed / "train.npz").write_text("half written")
+    other = tmp_path / ".out.0th3r_st.tmp"  # not written by this step: left alone
+    other.mkdir()
+    with io.atomic_dir(out, "prepare") as tmp:
+        (tmp / "info.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.0th3r_st.tmp", "out"]
+
+
+def test_stage_scripts_exit_130_or_143_when_interrupted(tmp_path):
+    for signum, code in (("SIGINT", 130), ("SIGTERM", 143)):
+        result = subprocess.run([sys.executable, "-c", "import os, signal, sys, time; sys.argv = ['train_clf.py']; "
+                                 f"import common; os.kill(os.getpid(), signal.{signum}); time.sleep(5)"],
+                                cwd=ROOT / "experiments", capture_output=True, text=True, timeout=60,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert result.returncode == code and "Traceback" not in result.stderr
+        assert result.stderr == "train_clf.py: interrupted; the stage's outputs were not changed\n"

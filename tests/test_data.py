@@ -95,7 +95,7 @@ def test_stratified_sample_is_balanced_seeded_and_checks_budgets():
     assert not np.array_equal(idx, D.stratified_sample(labels, 30, seed=2))
     prop = D.stratified_sample(labels, 50, seed=1, balanced=False)
     assert np.bincount(labels[prop]).tolist() == [25, 15, 10]
-    with pytest.raises(D.DataError, match="needs 30 examples of class 'c' but only 20 .* at most 60"):
+    with pytest.raises(D.DataError, match="needs 30 examples of class 'c' but only 20 .* at most 62"):
         D.stratified_sample(labels, 90, seed=1, classes=["a", "b", "c"])
     with pytest.raises(D.DataError, match="exceeds the 100 labelled examples"):
         D.stratified_sample(labels, 101, seed=1)
@@ -107,3 +107,35 @@ def test_train_valid_split_carves_ten_percent_per_class():
     assert np.bincount(labels[valid]).tolist() == [50, 30]
     assert len(set(train) & set(valid)) == 0 and len(train) + len(valid) == 800
     assert np.array_equal(valid, D.train_valid_split(labels, 0.1, seed=0)[1])
+
+
+def test_labels_as_class_names_whole_floats_or_wrong_types(tmp_path):
+    write(tmp_path / "trec" / "test.parquet", pa.table({"text": ["a", "b", "c"], "coarse_label": ["DESC", "ABBR", "NUM"]}))
+    assert D.texts_and_labels(D.load("trec", "test", tmp_path), "trec")[1].tolist() == [2, 0, 5]
+    write(tmp_path / "trec" / "test.parquet", pa.table({"text": ["a", "b"], "coarse_label": [2.0, 0.0]}))
+    assert D.texts_and_labels(D.load("trec", "test", tmp_path), "trec")[1].tolist() == [2, 0]
+    expected = "expected a whole number 0..5 or a class name \\(ABBR, ENTY, DESC, HUM, LOC, NUM\\); fix or drop that row"
+    for column, bad in ([2.0, 2.5], "row 1 has label 2.5"), ([True, False], "row 0 has label True"), \
+                       (["DESC", "desc"], "row 1 has label 'desc'"):
+        write(tmp_path / "trec" / "test.parquet", pa.table({"text": ["a", "b"], "coarse_label": column}))
+        with pytest.raises(D.DataError, match=f"trec: {bad}, outside the declared classes 0..5; {expected}"):
+            D.texts_and_labels(D.load("trec", "test", tmp_path), "trec")
+    write(tmp_path / "trec" / "test.parquet", pa.table({"text": ["a", "b"], "coarse_label": [-1, -1]}))
+    with pytest.raises(D.DataError, match="trec/test has no labels \\(every label is -1\\); a classifier needs a "
+                                          "labelled test split"):
+        D.labelled(D.load("trec", "test", tmp_path), "trec", "test")
+
+
+def test_ulmfit_data_overriding_an_explicit_mirror_says_so(tmp_path, monkeypatch, capsys):
+    D._say_once.cache_clear()
+    monkeypatch.setenv("ULMFIT_DATA", str(tmp_path / "env"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert D.mirror_dir(tmp_path / "env") == str(tmp_path / "env") and capsys.readouterr().err == ""
+    assert D.mirror_dir(tmp_path / "given") == str(tmp_path / "env")
+    assert capsys.readouterr().err == (f"ulmfit: reading data from ULMFIT_DATA={tmp_path / 'env'}, which overrides the "
+                                       f"mirror {tmp_path / 'given'} given by --mirror or params data.mirror "
+                                       "(unset ULMFIT_DATA to use that one)\n")
+    with pytest.raises(D.DataError, match="env/trec/test.parquet does not exist \\(mirror from ULMFIT_DATA\\)"):
+        D.load("trec", "test", tmp_path / "given")
+    monkeypatch.delenv("ULMFIT_DATA")
+    assert D.mirror_dir(tmp_path / "given") == tmp_path / "given"

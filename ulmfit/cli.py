@@ -11,7 +11,8 @@ from dataclasses import fields
 
 import yaml
 
-from .config import ClfConfig, ConfigError, LMConfig, ModelConfig, from_dict
+from .config import ClfConfig, ConfigError, LMConfig, ModelConfig, from_dict, number
+from .interrupt import stop_cleanly
 
 
 def parse_sets(pairs):
@@ -20,7 +21,7 @@ def parse_sets(pairs):
         if "=" not in pair:
             raise ConfigError(f"--set expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = number(yaml.safe_load(value))
     return out
 
 
@@ -107,9 +108,18 @@ def build_parser():
     return parser
 
 
+def check_device(device):
+    import torch
+
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu or leave "
+                          "--device out")
+
+
 def run(args):
     from . import steps
 
+    check_device(getattr(args, "device", None))
     if args.command == "prepare":
         info = steps.prepare(args.dataset, args.out, mirror=args.mirror, **parse_sets(args.set))
         print(json.dumps(info, indent=2))
@@ -144,11 +154,15 @@ def run(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    exit_code = stop_cleanly()
     try:
         run(args)
     except (ValueError, OSError) as e:  # our errors name the problem and the fix
         print(f"ulmfit {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        print(f"ulmfit {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return exit_code(e)
     return 0
 
 

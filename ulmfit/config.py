@@ -5,6 +5,7 @@ as its default. `from_dict` builds a config from a params.yaml section and rejec
 and impossible values with a message that names the key and the fix.
 """
 
+import re
 from dataclasses import asdict, dataclass, fields, replace
 
 PRECISIONS = ("fp32", "bf16")
@@ -103,6 +104,40 @@ POSITIVE = {  # must be > 0
 PROBABILITIES = {"output_p", "hidden_p", "input_p", "embed_p", "weight_p", "head_p", "cut_frac"}
 
 
+PREPARE_OPTIONS = {  # prepare's options (params `data` and `<dataset>.prepare`, or --set): type, test, what it must be
+    "valid_frac": ((int, float), lambda v: 0 < v < 1, "a fraction between 0 and 1 (exclusive), e.g. 0.1"),
+    "split_seed": (int, lambda v: v >= 0, "a whole number >= 0"),
+    "max_vocab": (int, lambda v: v > 9, "a whole number above 9 (the special tokens), e.g. 60000"),
+    "min_freq": (int, lambda v: v >= 1, "a whole number >= 1"),
+    "workers": (int, lambda v: v >= 1, "a whole number >= 1"),
+    "max_train": (int, lambda v: v >= 0, "a whole number >= 0 (0 = no cap)"),
+    "max_valid": (int, lambda v: v >= 0, "a whole number >= 0 (0 = no cap)"),
+    "max_test": (int, lambda v: v >= 0, "a whole number >= 0 (0 = no cap)"),
+    "max_unlabelled": (int, lambda v: v >= 0, "a whole number >= 0 (0 = no cap)"),
+    "max_words": (int, lambda v: v >= 0, "a whole number >= 0 (0 = no cap)"),
+    "repartition_test": ((int, float), lambda v: 0 <= v < 1, "a fraction in [0, 1) (0 = keep the official test split)"),
+}
+
+
+def check_prepare(options, where="prepare"):
+    """Reject unknown prepare options and values out of range, naming the key; returns options."""
+    for key, value in options.items():
+        if key not in PREPARE_OPTIONS:
+            raise ConfigError(f"{where}: unknown option {key!r}; valid options are: {', '.join(PREPARE_OPTIONS)}")
+        kind, ok, must = PREPARE_OPTIONS[key]
+        if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
+            raise ConfigError(f"{where}: {key} must be {must}, got {value!r}")
+    return options
+
+
+def number(value):
+    """A string such as '1e-3', which YAML 1.1 reads as text (no dot before the exponent), as the float it
+    spells; any other value unchanged."""
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
+
+
 def from_dict(cls, values, where="params"):
     """Build config `cls` from a mapping, checking every key and value."""
     if values is None:
@@ -117,6 +152,7 @@ def from_dict(cls, values, where="params"):
         )
     out = {}
     for key, value in values.items():
+        value = number(value)
         default = known[key].default
         kind = type(default)
         if kind is bool:

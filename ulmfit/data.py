@@ -4,8 +4,10 @@ Hugging Face hub. Plus the seeded samplers the experiments use: stratified label
 the 10% validation split carved from train.
 """
 
+import functools
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,18 +71,33 @@ def hub_reachable(timeout=3.0):
         return False
 
 
+def mirror_dir(mirror=None):
+    """The mirror to read: ULMFIT_DATA when set (it overrides --mirror and params `data.mirror`, saying so
+    once when the two differ), else `mirror`."""
+    env = os.environ.get("ULMFIT_DATA")
+    if env and mirror and Path(env).resolve() != Path(mirror).resolve():
+        _say_once(f"ulmfit: reading data from ULMFIT_DATA={env}, which overrides the mirror {mirror} "
+                  "given by --mirror or params data.mirror (unset ULMFIT_DATA to use that one)")
+    return env or mirror
+
+
+@functools.cache
+def _say_once(message):
+    print(message, file=sys.stderr)
+
+
 def load(name, split, mirror=None):
     """One split of a named dataset as a `datasets.Dataset` (mirror first, then the hub)."""
     s = spec(name)
     if split not in s.splits:
         raise DataError(f"dataset {name!r} has no split {split!r}; its splits are: {', '.join(s.splits)}")
-    mirror = os.environ.get("ULMFIT_DATA") or mirror  # the environment overrides params
+    mirror = mirror_dir(mirror)
     tried = "no mirror configured"
     if mirror:
         path = Path(mirror) / s.mirror_dir / f"{split}.parquet"
         if path.exists():
             return read_parquet(path, s)
-        tried = f"mirror file {path} does not exist"
+        tried = f"mirror file {path} does not exist" + (" (mirror from ULMFIT_DATA)" if os.environ.get("ULMFIT_DATA") else "")
     if s.hub is None:
         raise DataError(f"{name}/{split} is only available from a local mirror ({tried}); {MIRROR_HELP}")
     if not hub_reachable():
@@ -145,13 +162,29 @@ def texts_and_labels(ds, name):
     raw = ds[s.label]
     if all(v == -1 for v in raw):
         return texts, None
-    for row, v in enumerate(raw):
-        if v is None or not isinstance(v, (int, np.integer)) or not 0 <= v < len(s.classes):
-            raise DataError(
-                f"{name}: row {row} has label {v!r}, outside the declared classes 0..{len(s.classes) - 1} "
-                f"({', '.join(s.classes)}); fix or drop that row"
-            )
-    return texts, np.asarray(raw, dtype=np.int64)
+    return texts, np.array([label_id(v, row, name, s.classes) for row, v in enumerate(raw)], dtype=np.int64)
+
+
+def labelled(ds, name, split):
+    """(texts, labels) of a split that must be labelled (train or test of a classification dataset)."""
+    texts, labels = texts_and_labels(ds, name)
+    if labels is None:
+        raise DataError(f"{name}/{split} has no labels (every label is -1); a classifier needs a labelled {split} split: "
+                        "check the label column")
+    return texts, labels
+
+
+def label_id(value, row, name, classes):
+    """The class number of one label: a whole number 0..k-1 (a whole float such as 2.0 included) or a class name."""
+    if isinstance(value, str) and value in classes:
+        return classes.index(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and 0 <= value < len(classes):
+        return int(value)
+    raise DataError(f"{name}: row {row} has label {value!r}, outside the declared classes 0..{len(classes) - 1}; "
+                    f"expected a whole number 0..{len(classes) - 1} or a class name ({', '.join(classes)}); "
+                    "fix or drop that row")
 
 
 def wiki_articles(lines):
@@ -197,7 +230,7 @@ def stratified_sample(labels, n, seed, balanced=True, classes=None):
     if len(short):
         c = short[0]
         name = classes[c] if classes is not None else c
-        largest = k * counts[counts > 0].min() if balanced else len(labels)
+        largest = next(m for m in range(n - 1, 0, -1) if (_quotas(counts, m, balanced) <= counts).all())
         raise DataError(
             f"label budget {n} needs {quotas[c]} examples of class {name!r} but only {counts[c]} are available; "
             f"use a budget of at most {largest} or sample in proportion to class frequency (balanced: false)"
@@ -205,6 +238,15 @@ def stratified_sample(labels, n, seed, balanced=True, classes=None):
     rng = np.random.default_rng(seed)
     picked = [rng.permutation(np.nonzero(labels == c)[0])[: quotas[c]] for c in range(k)]
     return np.sort(np.concatenate(picked))
+
+
+def check_classes(labels, classes, what):
+    """A classifier needs examples of at least two classes."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        only = classes[present[0]] if len(present) else "none"
+        raise DataError(f"{what}: only class {only} has examples ({len(labels)} rows); a classifier needs examples "
+                        "of at least two classes: check the label column or the split")
 
 
 def train_valid_split(labels, valid_frac, seed):

@@ -21,11 +21,14 @@ import torch
 from . import data as D
 from . import distributed
 from .awd_lstm import Classifier, LanguageModel, transfer_vocab
-from .checkpoint import check_vocab, load_model, load_weights, model_config, read, save_model
-from .config import LMConfig
+from .checkpoint import CheckpointError, check_vocab, load_model, load_weights, model_config, read, save_model
+from .config import LMConfig, check_prepare
 from .io import atomic_dir, read_json, write_json
 from .text import Docs, Vocab, numericalize, tokenize, tokenize_texts
 from .train import confusion, error_rate, lm_loss, predict_probs, train_classifier, train_lm
+
+PREPARED_LAYOUT = ("info.json", "vocab.json", "*.npz")  # files of a prepared dataset, the key file first
+MODEL_LAYOUT = ("metrics.json", "model.pt", "dvclive")  # files of a language model or classifier folder
 
 
 def default_device():
@@ -45,10 +48,10 @@ def measured(record):
 
 
 @contextmanager
-def output_dir(out_dir):
+def output_dir(out_dir, step, inputs):
     """An atomic output directory on rank 0; a throwaway one on the other ranks of a torchrun job."""
     if distributed.is_main():
-        with atomic_dir(out_dir) as tmp:
+        with atomic_dir(out_dir, step, MODEL_LAYOUT, inputs) as tmp:
             yield tmp
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -121,16 +124,17 @@ def read_splits(dataset, info, mirror=None, valid_frac=0.1, split_seed=42, max_t
             keep(name, articles, None)
         return splits
     if repartition_test:
-        texts, labels = D.texts_and_labels(D.load(dataset, "test", mirror), dataset)
+        texts, labels = D.labelled(D.load(dataset, "test", mirror), dataset, "test")
         train_idx, test_idx = D.train_valid_split(labels, repartition_test, split_seed)
         info["repartitioned"] = (f"official test split ({len(labels):,} rows) re-partitioned, stratified and seeded: "
                                  f"{len(train_idx):,} train, {len(test_idx):,} test")
         train = ([texts[i] for i in train_idx], labels[train_idx])
         test = ([texts[i] for i in test_idx], labels[test_idx])
     else:
-        train = D.texts_and_labels(D.load(dataset, "train", mirror), dataset)
-        test = D.texts_and_labels(D.load(dataset, "test", mirror), dataset)
+        train = D.labelled(D.load(dataset, "train", mirror), dataset, "train")
+        test = D.labelled(D.load(dataset, "test", mirror), dataset, "test")
     texts, labels, info["skipped_empty"]["train"] = _clean(*train, f"{dataset}/train")
+    D.check_classes(labels, spec.classes, f"{dataset}/train")
     train_idx, valid_idx = D.train_valid_split(labels, valid_frac, split_seed)
     pool = _cap(len(train_idx), max_train, split_seed, labels[train_idx])
     keep("train", [texts[i] for i in train_idx[pool]], labels[train_idx[pool]])
@@ -153,8 +157,10 @@ def prepare(dataset, out_dir, mirror=None, valid_frac=0.1, split_seed=42, max_vo
     caps: max_train, max_valid, max_test, max_unlabelled, max_words, repartition_test (see read_splits).
     The vocabulary is built from the training pool and the unlabelled texts.
     """
+    check_prepare({"valid_frac": valid_frac, "split_seed": split_seed, "max_vocab": max_vocab, "min_freq": min_freq,
+                   "workers": workers, **caps})
     info = {"dataset": dataset, "classes": list(D.spec(dataset).classes), "skipped_empty": {}}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "prepare", PREPARED_LAYOUT, [D.mirror_dir(mirror)]) as tmp:
         with measured(info):
             splits = read_splits(dataset, info, mirror, valid_frac, split_seed, **caps)
             tokens = {name: tokenize_texts(texts, workers=workers, progress=progress) for name, (texts, _) in splits.items()}
@@ -198,7 +204,7 @@ def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, de
     device = distributed.setup(device)
     vocab = load_vocab(corpus_dir)
     record = {"direction": direction, "seed": seed, "processes": distributed.world_size()}
-    with output_dir(out_dir) as tmp:
+    with output_dir(out_dir, "pretrain", [corpus_dir]) as tmp:
         with measured(record):
             torch.manual_seed(seed)
             model = LanguageModel(len(vocab), model_cfg, drop_mult=lm_cfg.drop_mult)
@@ -243,7 +249,7 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "text": text, "budget": budget,
               "pretrained": str(pretrained_dir) if pretrained_dir else None, "processes": distributed.world_size()}
-    with output_dir(out_dir) as tmp:
+    with output_dir(out_dir, "finetune-lm", [data_dir, pretrained_dir]) as tmp:
         with measured(record):
             torch.manual_seed(seed)
             if pretrained_dir:
@@ -310,9 +316,10 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
     info = read_json(Path(data_dir) / "info.json")
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "budget": budget, "lm": str(lm_dir) if lm_dir else None}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "train-clf", MODEL_LAYOUT, [data_dir, lm_dir]) as tmp:
         with measured(record):
             pool = load_prepared(data_dir, "train", direction)
+            D.check_classes(pool.labels, info["classes"], f"{data_dir}/train.npz")
             chosen = D.stratified_sample(pool.labels, budget, seed, balanced, info["classes"]) if budget else np.arange(len(pool))
             valid, select = load_prepared(data_dir, "valid", direction), None
             if clf_cfg.early_stop:
@@ -356,7 +363,7 @@ def evaluate(data_dir, model_dirs, out_path, device=None, batch_size=64):
     with measured(result):
         probs = []
         for name, directory in model_dirs.items():
-            model, obj = load_model(directory, device)
+            model, obj = load_classifier(directory, device)
             direction = obj["meta"].get("direction", "fwd")
             check_vocab(obj, load_vocab(data_dir).itos)
             test = load_prepared(data_dir, "test", direction)
@@ -370,6 +377,14 @@ def evaluate(data_dir, model_dirs, out_path, device=None, batch_size=64):
     return result
 
 
+def load_classifier(directory, device):
+    model, obj = load_model(directory, device)
+    if obj["kind"] != "classifier":
+        raise CheckpointError(f"{directory} holds a language model, not a classifier; pass a folder written by "
+                              "train-clf (a classifier whose model was kept)")
+    return model, obj
+
+
 def predict(model_dirs, texts, device=None):
     """[(label, probability)] for each text; several model directories are ensembled by
     averaging their probabilities (e.g. a forward and a backward classifier)."""
@@ -377,10 +392,15 @@ def predict(model_dirs, texts, device=None):
         model_dirs = [model_dirs]
     if isinstance(texts, str):
         texts = [texts]
+    if not texts:
+        raise D.DataError("no text to classify; pass texts as arguments or, with '-', one text per line on stdin")
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise D.DataError(f"text {i + 1} is empty or whitespace-only; give text to classify (with '-': no blank lines)")
     device = device or default_device()
     probs, classes = [], None
     for directory in model_dirs:
-        model, obj = load_model(directory, device)
+        model, obj = load_classifier(directory, device)
         if classes is not None and obj["classes"] != classes:
             raise ValueError(f"{directory} predicts classes {obj['classes']}, not {classes}; ensemble models of one task")
         classes = obj["classes"]

@@ -23,6 +23,8 @@ import itertools
 import operator
 import os
 import re
+import signal
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -135,6 +137,13 @@ def _collect(results, total, progress):
     return out
 
 
+def _worker_signals():
+    """Pool workers leave Ctrl-C to the parent, which stops them (a worker interrupted mid-task can hang the pool),
+    and die at once on the SIGTERM the parent's pool.terminate() sends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def tokenize_texts(texts, workers: int = 2, progress=None) -> list[list[str]]:
     """Tokenize many texts in `workers` processes, in chunks, order preserved. progress: None shows a tqdm bar
     only on a terminal, True always, False never."""
@@ -143,8 +152,20 @@ def tokenize_texts(texts, workers: int = 2, progress=None) -> list[list[str]]:
     chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
     if workers <= 1 or len(chunks) <= 1:
         return _collect(map(_tokenize_chunk, chunks), len(texts), progress)
-    with get_context().Pool(workers) as pool:
+    with _pool(workers) as pool:
         return _collect(pool.imap(_tokenize_chunk, chunks), len(texts), progress)
+
+
+def _pool(workers):
+    """A process pool whose workers start with SIGTERM's default action, so that pool.terminate() stops every one,
+    even a worker stuck before it runs any Python code, whatever handler the parent has installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return get_context().Pool(workers, initializer=_worker_signals)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        return get_context().Pool(workers, initializer=_worker_signals)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # ----------------------------------------------------------------------------------------------------------
