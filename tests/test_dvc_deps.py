@@ -60,7 +60,7 @@ def test_every_stage_depends_on_exactly_the_modules_its_script_imports():
     missing, extra = {}, {}
     for name, cmd, deps in stages():
         script = re.search(r"python (\S+\.py)", cmd).group(1)
-        code = {d for d in deps if re.fullmatch(r"(experiments|ulmfit)/\S+\.py", d)}
+        code = {d for d in deps if re.fullmatch(r"(experiments|ulmfit|benchmarks)/\S+\.py", d)}
         if closure(script) - code:
             missing[name] = sorted(closure(script) - code)
         if code - closure(script):
