@@ -24,7 +24,7 @@ from ulmfit.optim import AdamW
 
 REFERENCE_TOKENS_PER_S = 15_600  # the cpu-profile case on the reference machine (2 cores)
 EMB, HIDDEN, VOCAB, BATCH, BPTT = 128, 192, 10_000, 32, 70
-WARMUP, STEPS, REPEATS = 5, 20, 9
+WARMUP, STEPS = 5, 150
 
 
 def token_batches(n, seed=0):
@@ -38,7 +38,8 @@ def token_batches(n, seed=0):
 
 
 def calibrate():
-    """Median tokens/s over REPEATS timed runs of STEPS training steps, with the min and max."""
+    """Tokens/s of the median of STEPS timed training steps (benchmarks/run.py's measure), with the
+    rates of the 10% and 90% quantile steps."""
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
     model = LanguageModel(VOCAB, ModelConfig(emb_size=EMB, hidden_size=HIDDEN)).train()
@@ -57,16 +58,16 @@ def calibrate():
     started = time.time()
     for x, y in batches[:WARMUP]:
         step(x, y)
-    rates = []
-    for _ in range(REPEATS):
+    times = []
+    for x, y in batches:
         start = time.perf_counter()
-        for x, y in batches:
-            step(x, y)
-        rates.append(STEPS * BATCH * BPTT / (time.perf_counter() - start))
-    return {"tokens_per_s": float(np.median(rates)), "min": float(min(rates)), "max": float(max(rates)),
-            "repeats": REPEATS, "reference_tokens_per_s": REFERENCE_TOKENS_PER_S, "machine": platform.machine(),
-            "cpus": os.cpu_count(), "torch": torch.__version__, "measured": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "started": round(started, 2), "finished": round(time.time(), 2)}
+        step(x, y)
+        times.append(time.perf_counter() - start)
+    tokens = BATCH * BPTT
+    return {"tokens_per_s": tokens / float(np.median(times)), "slow_tokens_per_s": tokens / float(np.quantile(times, 0.9)),
+            "fast_tokens_per_s": tokens / float(np.quantile(times, 0.1)), "steps": STEPS, "reference_tokens_per_s": REFERENCE_TOKENS_PER_S,
+            "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "started": round(started, 2), "finished": round(time.time(), 2)}
 
 
 def main():
@@ -74,8 +75,8 @@ def main():
     parser.add_argument("--out", help="also write the result as JSON to this file")
     args = parser.parse_args()
     result = calibrate()
-    print(f"calibration: {result['tokens_per_s']:,.0f} LM-training tokens/s (min {result['min']:,.0f}, "
-          f"max {result['max']:,.0f}; reference machine {REFERENCE_TOKENS_PER_S:,})")
+    print(f"calibration: {result['tokens_per_s']:,.0f} LM-training tokens/s (median step; 10-90% of steps "
+          f"{result['slow_tokens_per_s']:,.0f}-{result['fast_tokens_per_s']:,.0f}; reference machine {REFERENCE_TOKENS_PER_S:,})")
     if args.out:
         from ulmfit.io import write_json
 
