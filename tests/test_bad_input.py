@@ -418,3 +418,13 @@ def test_stage_scripts_exit_130_or_143_when_interrupted(tmp_path):
                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
         assert result.returncode == code and "Traceback" not in result.stderr
         assert result.stderr == "train_clf.py: interrupted; the stage's outputs were not changed\n"
+
+
+def test_version_is_the_installed_package_version(capsys):
+    from importlib.metadata import version
+
+    from ulmfit.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"ulmfit {version('ulmfit')}"

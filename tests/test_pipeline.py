@@ -88,6 +88,36 @@ def test_every_table_and_figure_exists_and_every_cell_came_from_this_run(run):
     fwd = [evaluation[str(s)]["models"]["ulmfit"]["test_error"] for s in params["seeds"]]
     assert reported["trec"]["test_error_fwd"] == pytest.approx(sum(fwd) / len(fwd))
     assert "–" not in report.split("## Main results")[1].split("##")[0].split("\n")[4].split("|")[2]
+    bow = json.loads((work / "runs" / "bow" / "trec.json").read_text())["runs"]
+    bow_test = [r["test_error"] for r in bow if r["ablation"]]
+    assert reported["trec"]["test_error_bow"] == pytest.approx(sum(bow_test) / len(bow_test))
+    assert reported["trec"]["test_error_ensemble"] is not None
+
+
+def test_early_stopping_selects_on_its_own_split_and_the_report_checks_the_findings(run):
+    work, params, _ = run
+    runs = pd.read_csv(work / "reports" / "runs.csv")
+    stops = runs[runs.variant.isin(["scratch", "full", "last", "freez"])]
+    assert (stops.n_select > 0).all() and (runs[runs.variant == "ulmfit"].n_select == 0).all()
+    for path in (work / "runs" / "ablation" / "trec" / "scratch").glob("*/metrics.json"):
+        history = json.loads(path.read_text())["history"]
+        assert any("select_error" in h for h in history) and not any("valid_error" in h for h in history)
+    report = (work / "reports" / "index.md").read_text()
+    reported = json.loads((work / "reports" / "metrics.json").read_text())
+    cells = reported["directions"]["cells"]
+    assert cells == 12 * len(params["datasets"])  # Table 6: 3 rows, Table 7: 9 rows besides ULMFiT's
+    assert f"of the {cells} cells" in report and "## Findings" in report
+    assert reported["findings"]["checked"] > 0
+
+
+def test_cost_is_normalized_by_the_calibration_of_the_same_run(run):
+    work, _, _ = run
+    calibration = json.loads((work / "runs" / "calibration.json").read_text())
+    cost = json.loads((work / "reports" / "metrics.json").read_text())["cost"]
+    assert cost["calibration_tokens_per_s"] == pytest.approx(calibration["tokens_per_s"], abs=0.1)
+    expected = cost["elapsed_minutes"] * calibration["tokens_per_s"] / calibration["reference_tokens_per_s"]
+    assert cost["normalized_minutes"] == pytest.approx(expected, abs=0.02)
+    assert "Normalized minutes" in (work / "reports" / "index.md").read_text()
 
 
 def test_metrics_and_plots_commands_work(run):

@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 from dataclasses import fields
+from importlib.metadata import version
 
 import yaml
 
@@ -54,6 +55,7 @@ def add_config_args(p):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="ulmfit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ulmfit {version('ulmfit')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="load, split, tokenize and numericalize a dataset")

@@ -1,0 +1,62 @@
+"""The report's checks of the paper's findings, on made-up runs whose answers are known."""
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import report
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+VARIANTS = {"tables": {"table6": {"rows": [["No LM fine-tuning", "lm_none"], ["Full + discr + stlr", "ulmfit"]]},
+                       "table7": {"rows": [["Last", "last"], ["Freez + cos", "freez_cos"], ["Freez + discr + stlr", "ulmfit"]]}}}
+PAPER = {"validation_error": {"ulmfit": {"imdb": 5.0}, "lm_none": {"imdb": 6.99}, "last": {"imdb": 6.49},
+                              "freez_cos": {"imdb": 5.70}}}
+PARAMS = {"datasets": ["imdb"], "clf_variants": ["ulmfit", "lm_none", "last", "freez_cos"]}
+
+
+def runs(errors):
+    return pd.DataFrame([{"kind": "ablation", "dataset": "imdb", "variant": v, "seed": s, "valid_error": e}
+                         for v, per_seed in errors.items() for s, e in enumerate(per_seed)])
+
+
+def test_directions_compare_our_paired_difference_with_the_papers_sign():
+    rows = report.directions(PARAMS, VARIANTS, runs({"ulmfit": [0.30, 0.32, 0.31], "lm_none": [0.35, 0.36, 0.36],
+                                                       "last": [0.29, 0.30, 0.31], "freez_cos": [0.20, 0.40, 0.30]}), PAPER)
+    by = {r["label"]: r for r in rows}
+    assert len(rows) == 3  # every row but ULMFiT's
+    assert by["No LM fine-tuning"]["diff"] == pytest.approx(0.0467, abs=1e-4)
+    assert by["No LM fine-tuning"]["agrees"] and by["No LM fine-tuning"]["significant"]
+    assert not by["Last"]["agrees"] and not by["Last"]["significant"]  # ours -0.01 +- 0.02, the paper's +1.49
+    assert not by["Freez + cos"]["agrees"] and not by["Freez + cos"]["significant"]  # -0.01 +- 0.23
+    metrics = {}
+    text = report.directions_section(rows, metrics)
+    assert metrics["directions"] == {"cells": 3, "agree": 1, "agree_significant": 1, "opposite_significant": 0}
+    assert "1 of the 3 cells" in text
+
+
+def test_findings_check_bag_of_words_the_interval_and_the_curve():
+    metrics = {"imdb": {"test_error_fwd": 0.20, "test_error_ensemble": 0.15, "test_error_bow": 0.18}}
+    rows = [{"dataset": "imdb", "label": "Last", "diff": 0.02, "half": 0.01, "significant": True}]
+    curve = pd.DataFrame([{"dataset": "IMDb", "variant": "ulmfit", "examples": n, "error": e} for n, e in ((100, 40), (500, 30), (1000, 31))]
+                         + [{"dataset": "IMDb", "variant": "scratch", "examples": 500, "error": 45}])
+    text = report.findings_section({"datasets": ["imdb"]}, metrics, rows, curve)
+    lines = {line.split("|")[2].strip(): line.split("|")[3].strip() for line in text.splitlines() if line.startswith("| IMDb")}
+    assert lines["ULMFiT forward beats bag of words (test)"] == "**no**"
+    assert lines["the fwd + bwd ensemble beats bag of words (test)"] == "yes"
+    assert lines["ULMFiT beats last, interval excluding 0"] == "yes"
+    assert lines["semi-supervised ULMFiT's error falls with more labels"] == "**no**"  # 30 -> 31
+    assert lines["ULMFiT with 100 labels at least as good as scratch with 500"] == "yes"
+    assert metrics["findings"] == {"checked": 5, "hold": 3}
+
+
+def test_calibration_reports_the_median_step_rate(monkeypatch):
+    import calibrate
+
+    monkeypatch.setattr(calibrate, "STEPS", 4)
+    monkeypatch.setattr(calibrate, "WARMUP", 1)
+    result = calibrate.calibrate()
+    assert 0 < result["slow_tokens_per_s"] <= result["tokens_per_s"] <= result["fast_tokens_per_s"]
+    assert result["reference_tokens_per_s"] == 15_600 and result["finished"] >= result["started"]
