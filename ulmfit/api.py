@@ -1,0 +1,100 @@
+"""Python API: trained models on raw text, batched, on the CPU or a GPU.
+
+    from ulmfit import load_classifier, load_language_model
+
+    clf = load_classifier("models/trec_clf")           # or a list of folders: a fwd + bwd ensemble
+    clf.predict(["What is the capital of France?"])    # [("LOC", 0.93)]: class and its probability
+    clf.predict_proba(texts)                           # array [texts, classes], rows sum to 1
+
+    lm = load_language_model("models/lm/imdb/fwd")
+    lm.next_token_probs("This film is", k=5)           # [(token, probability)], the most likely first
+    lm.perplexity("This film is great.")               # exp(mean next-token cross-entropy)
+
+A backward language model reads the text from its end, so its "next" token is the one before the text.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_model
+from .data import DataError
+from .steps import default_device, load_classifier as load_classifier_model
+from .text import Vocab, numericalize, tokenize
+from .train import predict_probs
+
+
+def _texts(texts):
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts:
+        raise DataError("no text given; pass a list of texts")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"text {i + 1} is empty, whitespace-only or not a string; give text to classify")
+    return texts
+
+
+class TextClassifier:
+    """One classifier folder, or several of one task whose probabilities are averaged."""
+
+    def __init__(self, directories, device=None):
+        self.device = device or default_device()
+        self.members, self.classes = [], None
+        for directory in [directories] if isinstance(directories, (str, Path)) else directories:
+            model, obj = load_classifier_model(directory, self.device)
+            if self.classes is not None and obj["classes"] != self.classes:
+                raise CheckpointError(f"{directory} predicts classes {obj['classes']}, not {self.classes}; "
+                                      "ensemble models of one task")
+            self.classes = obj["classes"]
+            self.members.append((model, Vocab(obj["vocab"]), obj["meta"].get("direction", "fwd")))
+
+    def predict_proba(self, texts, batch_size=64):
+        tokens = [tokenize(t) for t in _texts(texts)]
+        probs = []
+        for model, vocab, direction in self.members:
+            docs = numericalize(tokens, vocab)
+            probs.append(predict_probs(model, docs.reversed() if direction == "bwd" else docs, batch_size, self.device))
+        return np.mean(probs, axis=0)
+
+    def predict(self, texts, batch_size=64):
+        probs = self.predict_proba(texts, batch_size)
+        return [(self.classes[int(i)], float(p[i])) for p, i in zip(probs, probs.argmax(1))]
+
+
+class TextLanguageModel:
+    """A pretrained or fine-tuned language model folder."""
+
+    def __init__(self, directory, device=None):
+        self.device = device or default_device()
+        self.model, obj = load_model(directory, self.device)
+        if obj["kind"] != "lm":
+            raise CheckpointError(f"{directory} holds a classifier, not a language model; pass a folder written by "
+                                  "pretrain or finetune-lm")
+        self.vocab, self.direction = Vocab(obj["vocab"]), obj["meta"].get("direction", "fwd")
+
+    def _ids(self, text):
+        ids = self.vocab.numericalize(tokenize(_texts(text)[0])).astype(np.int64)
+        ids = ids[::-1].copy() if self.direction == "bwd" else ids
+        return torch.from_numpy(ids)[None].to(self.device)
+
+    @torch.no_grad()
+    def next_token_probs(self, text, k=10):
+        logits = self.model(self._ids(text))[0][0, -1].float()
+        probs, ids = torch.softmax(logits, -1).topk(k)
+        return [(self.vocab.itos[i], float(p)) for p, i in zip(probs.tolist(), ids.tolist())]
+
+    @torch.no_grad()
+    def perplexity(self, text):
+        ids = self._ids(text)
+        if ids.shape[1] < 2:
+            raise DataError("perplexity needs a text of at least one token")
+        return float(torch.exp(self.model.loss(ids[:, :-1], ids[:, 1:])[0]))
+
+
+def load_classifier(directories, device=None):
+    return TextClassifier(directories, device)
+
+
+def load_language_model(directory, device=None):
+    return TextLanguageModel(directory, device)
