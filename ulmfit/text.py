@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from .progress import Progress
 
 UNK, PAD, BOS, EOS, FLD, REP, WREP, UP, MAJ = ('xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxfld', 'xxrep', 'xxwrep', 'xxup',
                                                'xxmaj')
@@ -130,10 +131,10 @@ def _tokenize_chunk(texts):
 
 def _collect(results, total, progress):
     out = []
-    with tqdm(total=total, disable=None if progress is None else not progress, unit='doc') as bar:
+    with Progress(total, 'tokenize', progress, count='docs', unit='docs') as bar:
         for r in results:
             out += r
-            bar.update(len(r))
+            bar.update(len(r), items=len(r))
     return out
 
 
