@@ -17,6 +17,7 @@ from ulmfit.train import (
     lm_loss,
     predict_probs,
     sortish_batches,
+    CURVE_POINTS,
     train_classifier,
     train_lm,
 )
@@ -141,8 +142,8 @@ def test_lm_resume_after_interruption_gives_the_same_weights(tmp_path):
         torch.manual_seed(0)
         return LanguageModel(20, SMALL)
 
-    full = fresh()
-    train_lm(full, docs, docs, cfg, seed=1, progress=False)
+    full, points = fresh(), []
+    train_lm(full, docs, docs, cfg, seed=1, progress=False, on_step=lambda m, s: points.append((m, s)))
 
     class Interrupt(Exception):
         pass
@@ -165,11 +166,29 @@ def test_lm_resume_after_interruption_gives_the_same_weights(tmp_path):
     finally:
         AdamW.step = original_step
     assert resume.exists()
-    resumed = fresh()
-    train_lm(resumed, docs, docs, cfg, seed=1, resume_path=resume, progress=False)
+    resumed, replayed = fresh(), []
+    train_lm(resumed, docs, docs, cfg, seed=1, resume_path=resume, progress=False,
+             on_step=lambda m, s: replayed.append((m, s)))
     assert not resume.exists()
+    assert replayed == points  # the loss curve too: the points before the checkpoint replayed, the rest logged again
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_lm_logs_about_curve_points_training_losses_and_each_validation_without_changing_the_weights():
+    docs = make_docs([np.random.default_rng(i).integers(2, 20, 50) for i in range(60)])  # 3000 tokens
+    cfg = LMConfig(epochs=2, batch_size=2, bptt=5, variable_bptt=False, precision="fp32")  # 2 x 300 steps
+    torch.manual_seed(0)
+    quiet, logged, points = LanguageModel(20, SMALL), LanguageModel(20, SMALL), []
+    logged.load_state_dict(quiet.state_dict())
+    history = train_lm(quiet, docs, docs, cfg, seed=0, progress=False)
+    train_lm(logged, docs, docs, cfg, seed=0, progress=False, on_step=lambda m, s: points.append((m, s)))
+    train = [s for m, s in points if "train_loss" in m]
+    every = round(600 / CURVE_POINTS)
+    assert train == list(range(every, 601, every)) and len(train) == 100
+    assert [(m["valid_loss"], s) for m, s in points if "valid_loss" in m] == [(h["valid_loss"], h["step"]) for h in history]
+    for a, b in zip(quiet.state_dict().values(), logged.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_variable_bptt_covers_the_stream():

@@ -14,12 +14,12 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from . import distributed
 from .awd_lstm import ar_tar, detach_state
 from .io import save_torch
 from .optim import SGD, AdamW
+from .progress import Progress
 from .schedules import group_rates, learning_rate, trainable_groups
 
 
@@ -111,10 +111,6 @@ def rng_state():
     return torch.get_rng_state()
 
 
-def progress_bar(total, desc, progress):
-    return tqdm(total=total, desc=desc, leave=False, disable=None if progress is None else not progress, mininterval=2)
-
-
 # ---------------------------------------------------------------- language models
 
 
@@ -182,14 +178,160 @@ def lm_loss(model, docs, cfg, device="cpu", seed=0):
     return total / max(count, 1)
 
 
+CURVE_POINTS = 100  # about this many training-loss points per language-model run (the DVCLive curve)
+
+
+class LossCurve:
+    """The training loss averaged over every `every` steps, and the validation losses, each passed to
+    on_step(metrics, step) as it is measured; the points are part of a checkpoint and replayed on resume."""
+
+    def __init__(self, total_steps, on_step):
+        self.every = max(1, round(total_steps / CURVE_POINTS))
+        self.on_step = on_step
+        self.sum, self.n, self.points = 0.0, 0, []
+
+    def log(self, metrics, step):
+        self.points.append((metrics, step))
+        if self.on_step:
+            self.on_step(metrics, step)
+
+    def add(self, loss, step):
+        self.sum, self.n = self.sum + loss, self.n + 1
+        if step % self.every == 0:
+            self.log({"train_loss": self.sum / self.n}, step)
+            self.sum, self.n = 0.0, 0
+
+    def state_dict(self):
+        return {"sum": self.sum, "n": self.n, "points": self.points}
+
+    def load_state_dict(self, state):
+        self.sum, self.n = state["sum"], state["n"]
+        for metrics, step in state["points"]:
+            self.log(metrics, step)
+
+
+def lm_position(epoch, step):
+    """Where a language-model run stands: the next batch of `epoch`, this rank's hidden state and loss sum."""
+    return {"epoch": epoch, "batch": 0, "step": step, "state": None, "loss_sum": 0.0, "loss_n": 0}
+
+
+class LMRun:
+    """A language-model run's state (optimizer, position, history, validation losses, NT-ASGD averager,
+    loss curve) and its steps; checkpoint() and restore() save and load all of it."""
+
+    def __init__(self, model, cfg, total_steps, resume, device, on_step):
+        self.model, self.cfg, self.total_steps, self.resume, self.device = model, cfg, total_steps, resume, device
+        groups = model.groups()
+        self.opt = make_optimizer(cfg, groups, group_rates(len(groups), cfg.lr, cfg.discr))
+        self.params = [p for g in groups for p in g]
+        self.pos, self.history, self.valid_losses, self.averager = lm_position(0, 0), [], [], None
+        self.curve = LossCurve(total_steps, on_step)
+
+    def restore(self, on_epoch):
+        saved = self.resume.load()
+        if not saved:
+            return
+        if len(saved["ranks"]) != distributed.world_size():
+            raise ValueError(f"{self.resume.path} was written by {len(saved['ranks'])} process(es) and this run has "
+                             f"{distributed.world_size()}; resume with the same number, or delete it to start over")
+        self.model.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["opt"])
+        self.pos, self.history, self.valid_losses = saved["pos"], saved["history"], saved["valid_losses"]
+        mine = saved["ranks"][distributed.rank()]  # each rank's own random state, hidden state and loss sum
+        torch.set_rng_state(mine["rng"])
+        self.pos.update(state=mine["state"], loss_sum=mine["loss_sum"])
+        if saved["averager"] is not None:
+            self.averager = Averager(self.params)
+            self.averager.load_state_dict(saved["averager"])
+        for record in self.history if on_epoch else []:  # replay the finished epochs into the log
+            on_epoch(record)
+        self.curve.load_state_dict(saved.get("curve", {"sum": 0.0, "n": 0, "points": []}))
+
+    def checkpoint(self):  # called on every rank: it gathers what differs between ranks
+        ranks = distributed.all_gather({"rng": rng_state(), "state": self.pos["state"], "loss_sum": self.pos["loss_sum"]})
+        self.resume.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "ranks": ranks,
+                          "pos": self.pos, "history": self.history, "valid_losses": self.valid_losses,
+                          "averager": self.averager.state_dict() if self.averager else None,
+                          "curve": self.curve.state_dict()})
+
+    def validate(self, valid_docs):
+        """The validation loss (with the averaged weights once averaging started); starts NT-ASGD's averaging
+        when it has not improved for `nonmono` evaluations."""
+        cfg = self.cfg
+        if valid_docs is None:
+            return None
+        if self.averager:
+            self.averager.swap()
+        loss = lm_loss(self.model, valid_docs, cfg, self.device)
+        if self.averager:
+            self.averager.swap()
+        trigger = len(self.valid_losses) > cfg.nonmono and loss > min(self.valid_losses[: -cfg.nonmono])
+        self.valid_losses.append(loss)
+        if cfg.optimizer == "asgd" and self.averager is None and trigger:
+            self.averager = Averager(self.params)
+        self.curve.log({"valid_loss": loss}, self.pos["step"])
+        return loss
+
+    def step(self, x, y, state):
+        """One optimizer step on inputs x and targets y [rows, length]; returns the loss and the next hidden state."""
+        cfg, length = self.cfg, x.shape[1]
+        factor = learning_rate(cfg.schedule, self.pos["step"], self.total_steps, 1.0, cfg.cut_frac, cfg.ratio)
+        set_rates(self.opt, factor * (length / cfg.bptt if cfg.variable_bptt else 1.0))
+        with autocast(cfg.precision, self.device):
+            loss, raw, dropped, state = self.model.loss(x, y, state)
+            total = loss + ar_tar(raw, dropped, cfg.alpha, cfg.beta)
+        self.opt.zero_grad()
+        total.backward()
+        distributed.average_gradients(self.params)
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
+        self.opt.step()
+        if self.averager:
+            self.averager.update()
+        return loss.item(), detach_state(state)
+
+    def train_epoch(self, data, lens, valid_docs, bar):
+        """The rest of an epoch over `data` [rows, n] cut into `lens`; returns the last validation loss."""
+        cfg, pos, valid_loss = self.cfg, self.pos, None
+        state, start = pos["state"], sum(lens[: pos["batch"]])
+        for b in range(pos["batch"], len(lens)):
+            x, y = data[:, start : start + lens[b]], data[:, start + 1 : start + 1 + lens[b]]
+            start += lens[b]
+            loss, state = self.step(x, y, state)
+            pos.update(batch=b + 1, step=pos["step"] + 1, state=state, loss_sum=pos["loss_sum"] + loss,
+                       loss_n=pos["loss_n"] + 1)
+            self.curve.add(loss, pos["step"])
+            bar.update(1, lens[b] * cfg.batch_size, pos["loss_sum"] / pos["loss_n"])
+            if cfg.eval_every and pos["step"] % cfg.eval_every == 0:
+                valid_loss = self.validate(valid_docs)
+                self.model.train()
+            if pos["step"] % cfg.ckpt_every == 0:
+                self.checkpoint()
+        return valid_loss
+
+    def end_epoch(self, valid_loss):
+        """The epoch's record (mean training loss over every rank, validation loss), appended to the history."""
+        pos = self.pos
+        record = {"epoch": pos["epoch"] + 1, "step": pos["step"],
+                  "train_loss": distributed.mean(pos["loss_sum"] / max(pos["loss_n"], 1))}
+        if valid_loss is not None:
+            record.update(valid_loss=valid_loss, valid_ppl=math.exp(min(valid_loss, 50)))
+        record["averaging"] = self.averager is not None
+        self.history.append(record)
+        self.pos = lm_position(pos["epoch"] + 1, pos["step"])
+        return record
+
+
 def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=None, resume_path=None,
-             progress=None):
+             progress=None, on_step=None):
     """Train a LanguageModel; returns the per-epoch history (train loss, validation loss/perplexity).
 
     Adam: AdamW(beta1, beta2) with the schedule and discriminative rates of `cfg`. ASGD: SGD at
     the scheduled rate until the validation loss has not improved for `nonmono` evaluations, then
     the weights are averaged over every iterate since that switch (NT-ASGD, Merity et al. 2017).
     Under torchrun each process trains on its share of the batch rows (see distributed.py).
+    on_epoch(record) gets each epoch's record; on_step(metrics, step) the training loss about
+    CURVE_POINTS times per run and the validation loss at each evaluation (see LossCurve).
     """
     deterministic_mode()
     torch.manual_seed(seed + distributed.rank())  # the same weights everywhere, other dropout masks per rank
@@ -197,112 +339,35 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
     train_docs = cap_tokens(train_docs, cfg.max_tokens, seed)
     valid_docs = cap_tokens(valid_docs, cfg.max_valid_tokens, seed) if valid_docs is not None else None
     plans = [lm_epoch(train_docs, cfg.batch_size, cfg.bptt, cfg.variable_bptt, seed, e)[1] for e in range(cfg.epochs)]
-    total_steps = sum(len(p) for p in plans)
-    groups = model.groups()
-    opt = make_optimizer(cfg, groups, group_rates(len(groups), cfg.lr, cfg.discr))
-    params = [p for g in groups for p in g]
-    resume = Resume(resume_path, cfg.ckpt_every)
-    pos = {"epoch": 0, "batch": 0, "step": 0, "state": None, "loss_sum": 0.0, "loss_n": 0}
-    history, valid_losses, averager = [], [], None
-
-    saved = resume.load()
-    if saved:
-        if len(saved["ranks"]) != distributed.world_size():
-            raise ValueError(f"{resume_path} was written by {len(saved['ranks'])} process(es) and this run has "
-                             f"{distributed.world_size()}; resume with the same number, or delete it to start over")
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        pos, history, valid_losses = saved["pos"], saved["history"], saved["valid_losses"]
-        mine = saved["ranks"][distributed.rank()]  # each rank's own random state, hidden state and loss sum
-        torch.set_rng_state(mine["rng"])
-        pos.update(state=mine["state"], loss_sum=mine["loss_sum"])
-        if saved["averager"] is not None:
-            averager = Averager(params)
-            averager.load_state_dict(saved["averager"])
-        for record in history if on_epoch else []:  # replay the finished epochs into the log
-            on_epoch(record)
-
-    def checkpoint():  # called on every rank: it gathers what differs between ranks
-        ranks = distributed.all_gather({"rng": rng_state(), "state": pos["state"], "loss_sum": pos["loss_sum"]})
-        resume.save({"model": model.state_dict(), "opt": opt.state_dict(), "ranks": ranks, "pos": pos,
-                     "history": history, "valid_losses": valid_losses,
-                     "averager": averager.state_dict() if averager else None})
-
-    def validate():
-        nonlocal averager
-        if valid_docs is None:
-            return None
-        if averager:
-            averager.swap()
-        loss = lm_loss(model, valid_docs, cfg, device)
-        if averager:
-            averager.swap()
-        trigger = len(valid_losses) > cfg.nonmono and loss > min(valid_losses[: -cfg.nonmono])
-        valid_losses.append(loss)
-        if cfg.optimizer == "asgd" and averager is None and trigger:
-            averager = Averager(params)
-        return loss
-
+    run = LMRun(model, cfg, sum(len(p) for p in plans), Resume(resume_path, cfg.ckpt_every), device, on_step)
+    run.restore(on_epoch)
     model.train()
-    for epoch in range(pos["epoch"], cfg.epochs):
+    for epoch in range(run.pos["epoch"], cfg.epochs):
         data, lens = lm_epoch(train_docs, cfg.batch_size, cfg.bptt, cfg.variable_bptt, seed, epoch)
         data = data[distributed.shard_rows(cfg.batch_size)].to(device)
-        state = pos["state"]
-        start = sum(lens[: pos["batch"]])
-        bar = progress_bar(len(lens), f"LM epoch {epoch + 1}/{cfg.epochs}", progress)
-        bar.update(pos["batch"])
-        valid_loss = None
-        for b in range(pos["batch"], len(lens)):
-            length = lens[b]
-            x, y = data[:, start : start + length], data[:, start + 1 : start + 1 + length]
-            start += length
-            factor = learning_rate(cfg.schedule, pos["step"], total_steps, 1.0, cfg.cut_frac, cfg.ratio)
-            set_rates(opt, factor * (length / cfg.bptt if cfg.variable_bptt else 1.0))
-            with autocast(cfg.precision, device):
-                loss, raw, dropped, state = model.loss(x, y, state)
-                total = loss + ar_tar(raw, dropped, cfg.alpha, cfg.beta)
-            opt.zero_grad()
-            total.backward()
-            distributed.average_gradients(params)
-            if cfg.clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-            opt.step()
-            if averager:
-                averager.update()
-            state = detach_state(state)
-            pos.update(batch=b + 1, step=pos["step"] + 1, state=state, loss_sum=pos["loss_sum"] + loss.item(),
-                       loss_n=pos["loss_n"] + 1)
-            bar.update(1)
-            if cfg.eval_every and pos["step"] % cfg.eval_every == 0:
-                valid_loss = validate()
-                model.train()
-            if pos["step"] % cfg.ckpt_every == 0:
-                checkpoint()
-        bar.close()
+        with Progress(len(lens), f"LM epoch {epoch + 1}/{cfg.epochs}", progress, done=run.pos["batch"]) as bar:
+            valid_loss = run.train_epoch(data, lens, valid_docs, bar)
         if not cfg.eval_every:
-            valid_loss = validate()
-        record = {"epoch": epoch + 1, "step": pos["step"],
-                  "train_loss": distributed.mean(pos["loss_sum"] / max(pos["loss_n"], 1))}
-        if valid_loss is not None:
-            record.update(valid_loss=valid_loss, valid_ppl=math.exp(min(valid_loss, 50)))
-        record["averaging"] = averager is not None
-        history.append(record)
+            valid_loss = run.validate(valid_docs)
+        record = run.end_epoch(valid_loss)
         if on_epoch:
             on_epoch(record)
-        pos = {"epoch": epoch + 1, "batch": 0, "step": pos["step"], "state": None, "loss_sum": 0.0, "loss_n": 0}
         model.train()
-        checkpoint()
-    if averager:
-        averager.swap()  # the averaged weights are the result
-    resume.clear()
+        run.checkpoint()
+    if run.averager:
+        run.averager.swap()  # the averaged weights are the result
+    run.resume.clear()
     model.eval()
-    return history
+    return run.history
 
 
 # ---------------------------------------------------------------- classifiers
 
 
-def sortish_batches(lengths, batch_size, rng, pool=50):
+SORTISH_POOL = 50  # sortish_batches sorts pools of this many batches by length
+
+
+def sortish_batches(lengths, batch_size, rng, pool=SORTISH_POOL):
     """Batches of similar length: shuffle, sort pools of pool * batch_size by length, cut into
     batches, shuffle the batches. Batches of one document are dropped (BatchNorm needs two)."""
     order = rng.permutation(len(lengths))
@@ -354,6 +419,92 @@ def confusion(probs, labels, n_classes):
     return m
 
 
+def classifier_plans(lengths, cfg, seed):
+    """Each epoch's batches; min_steps adds epochs for small label budgets."""
+    first = sortish_batches(lengths, cfg.batch_size, np.random.default_rng([seed, 0]))
+    if not first:
+        raise ValueError(f"the training set has {len(lengths)} document(s); a classifier needs at least 2")
+    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / len(first)))
+    return [sortish_batches(lengths, cfg.batch_size, np.random.default_rng([seed, e])) for e in range(epochs)]
+
+
+def unfreeze(groups, mask):
+    """Let the groups `mask` selects train, freeze the others; returns the trainable parameters."""
+    for group, on in zip(groups, mask):
+        for p in group:
+            p.requires_grad_(on)
+    return [p for group, on in zip(groups, mask) if on for p in group]
+
+
+class ClassifierRun:
+    """A classifier run's state (optimizer, position, history, best epoch so far) and its steps;
+    checkpoint() and restore() save and load all of it."""
+
+    def __init__(self, model, cfg, total_steps, resume, device):
+        self.model, self.cfg, self.total_steps, self.resume, self.device = model, cfg, total_steps, resume, device
+        self.groups = model.groups()
+        self.opt = make_optimizer(cfg, self.groups, group_rates(len(self.groups), cfg.lr, cfg.discr, cfg.body_lr))
+        self.pos = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "loss_n": 0}
+        self.history, self.best = [], {"error": math.inf, "epoch": 0, "state": None, "since": 0}
+
+    def restore(self, on_epoch):
+        saved = self.resume.load()
+        if not saved:
+            return
+        self.model.load_state_dict(saved["model"])
+        self.opt.load_state_dict(saved["opt"])
+        torch.set_rng_state(saved["rng"])
+        self.pos, self.history, self.best = saved["pos"], saved["history"], saved["best"]
+        for record in self.history if on_epoch else []:
+            on_epoch(record)
+
+    def checkpoint(self):
+        self.resume.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "rng": rng_state(),
+                          "pos": self.pos, "history": self.history, "best": self.best})
+
+    def step(self, docs, batch, live):
+        """One optimizer step on the documents `batch`, clipping the gradients of `live`; returns the loss."""
+        cfg = self.cfg
+        ids, lengths, labels, _ = collate(docs, batch, self.model.encoder.pad_idx, self.device)
+        set_rates(self.opt, learning_rate(cfg.schedule, self.pos["step"], self.total_steps, 1.0, cfg.cut_frac, cfg.ratio))
+        with autocast(cfg.precision, self.device):
+            logits = self.model(ids, lengths)
+        loss = F.cross_entropy(logits.float(), labels)
+        self.opt.zero_grad()
+        loss.backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(live, cfg.clip)
+        self.opt.step()
+        return loss.item()
+
+    def train_epoch(self, docs, batches, live, bar):
+        pos = self.pos
+        for b in range(pos["batch"], len(batches)):
+            loss = self.step(docs, batches[b], live)
+            pos.update(batch=b + 1, step=pos["step"] + 1, loss_sum=pos["loss_sum"] + loss, loss_n=pos["loss_n"] + 1)
+            bar.update(1, len(batches[b]), pos["loss_sum"] / pos["loss_n"])
+            if pos["step"] % self.cfg.ckpt_every == 0:
+                self.checkpoint()
+
+    def end_epoch(self, trainable, check_docs, check_key):
+        """The epoch's record, with the error on `check_docs` (None: not checked this epoch) under `check_key`,
+        which early stopping compares with the best so far; appended to the history."""
+        pos, cfg = self.pos, self.cfg
+        record = {"epoch": pos["epoch"] + 1, "step": pos["step"], "train_loss": pos["loss_sum"] / max(pos["loss_n"], 1),
+                  "trainable_groups": trainable}
+        if check_docs is not None:
+            probs = predict_probs(self.model, check_docs, cfg.batch_size, self.device, cfg.precision)
+            record[check_key] = error_rate(probs, check_docs.labels)
+            if cfg.early_stop and record[check_key] < self.best["error"]:
+                self.best = {"error": record[check_key], "epoch": pos["epoch"] + 1, "since": 0,
+                             "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+            elif cfg.early_stop:
+                self.best["since"] += 1
+        self.history.append(record)
+        self.pos = {"epoch": pos["epoch"] + 1, "batch": 0, "step": pos["step"], "loss_sum": 0.0, "loss_n": 0}
+        return record
+
+
 def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=None, resume_path=None,
                      progress=None, check_key="valid_error"):
     """Fine-tune a Classifier with `cfg`'s unfreezing strategy, schedule and discriminative rates.
@@ -365,82 +516,32 @@ def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", o
     deterministic_mode()
     torch.manual_seed(seed)
     model.to(device)
-    first = sortish_batches(train_docs.lengths, cfg.batch_size, np.random.default_rng([seed, 0]))
-    if not first:
-        raise ValueError(f"the training set has {len(train_docs)} document(s); a classifier needs at least 2")
-    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / len(first)))
-    plans = [sortish_batches(train_docs.lengths, cfg.batch_size, np.random.default_rng([seed, e])) for e in range(epochs)]
+    plans = classifier_plans(train_docs.lengths, cfg, seed)
+    epochs = len(plans)
     check_every = max(1, round(epochs / 10))  # validation passes for early stopping: about 10 per run
-    total_steps = sum(len(p) for p in plans)
-    groups = model.groups()
-    opt = make_optimizer(cfg, groups, group_rates(len(groups), cfg.lr, cfg.discr, cfg.body_lr))
-    resume = Resume(resume_path, cfg.ckpt_every)
-    pos = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "loss_n": 0}
-    history, best = [], {"error": math.inf, "epoch": 0, "state": None, "since": 0}
-    saved = resume.load()
-    if saved:
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        torch.set_rng_state(saved["rng"])
-        pos, history, best = saved["pos"], saved["history"], saved["best"]
-        for record in history if on_epoch else []:
-            on_epoch(record)
-
-    def checkpoint():
-        resume.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng_state(), "pos": pos,
-                     "history": history, "best": best})
-
-    for epoch in range(pos["epoch"], epochs):
-        train_mask = trainable_groups(cfg.unfreeze, epoch, len(groups))
-        for group, on in zip(groups, train_mask):
-            for p in group:
-                p.requires_grad_(on)
-        live = [p for group, on in zip(groups, train_mask) if on for p in group]
+    run = ClassifierRun(model, cfg, sum(len(p) for p in plans), Resume(resume_path, cfg.ckpt_every), device)
+    run.restore(on_epoch)
+    for epoch in range(run.pos["epoch"], epochs):
+        mask = trainable_groups(cfg.unfreeze, epoch, len(run.groups))
+        live = unfreeze(run.groups, mask)
         model.train()
-        batches = plans[epoch]
-        bar = progress_bar(len(batches), f"classifier epoch {epoch + 1}/{epochs}", progress)
-        bar.update(pos["batch"])
-        for b in range(pos["batch"], len(batches)):
-            ids, lengths, labels, _ = collate(train_docs, batches[b], model.encoder.pad_idx, device)
-            set_rates(opt, learning_rate(cfg.schedule, pos["step"], total_steps, 1.0, cfg.cut_frac, cfg.ratio))
-            with autocast(cfg.precision, device):
-                logits = model(ids, lengths)
-            loss = F.cross_entropy(logits.float(), labels)
-            opt.zero_grad()
-            loss.backward()
-            if cfg.clip:
-                torch.nn.utils.clip_grad_norm_(live, cfg.clip)
-            opt.step()
-            pos.update(batch=b + 1, step=pos["step"] + 1, loss_sum=pos["loss_sum"] + loss.item(), loss_n=pos["loss_n"] + 1)
-            bar.update(1)
-            if pos["step"] % cfg.ckpt_every == 0:
-                checkpoint()
-        bar.close()
-        record = {"epoch": epoch + 1, "step": pos["step"], "train_loss": pos["loss_sum"] / max(pos["loss_n"], 1),
-                  "trainable_groups": sum(train_mask)}
-        last = epoch == epochs - 1
-        if valid_docs is not None and (last or cfg.early_stop and (epoch + 1) % check_every == 0):
-            record[check_key] = error_rate(predict_probs(model, valid_docs, cfg.batch_size, device, cfg.precision),
-                                           valid_docs.labels)
-            if cfg.early_stop and record[check_key] < best["error"]:
-                best = {"error": record[check_key], "epoch": epoch + 1, "since": 0,
-                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-            elif cfg.early_stop:
-                best["since"] += 1
-        history.append(record)
+        desc = f"classifier epoch {epoch + 1}/{epochs}"
+        with Progress(len(plans[epoch]), desc, progress, done=run.pos["batch"], unit="docs") as bar:
+            run.train_epoch(train_docs, plans[epoch], live, bar)
+        check = valid_docs is not None and (epoch == epochs - 1 or cfg.early_stop and (epoch + 1) % check_every == 0)
+        record = run.end_epoch(sum(mask), valid_docs if check else None, check_key)
         if on_epoch:
             on_epoch(record)
-        pos = {"epoch": epoch + 1, "batch": 0, "step": pos["step"], "loss_sum": 0.0, "loss_n": 0}
-        stop = cfg.early_stop and cfg.patience and best["since"] >= cfg.patience
+        stop = cfg.early_stop and cfg.patience and run.best["since"] >= cfg.patience
         if stop:
-            pos["epoch"] = epochs
-        checkpoint()
+            run.pos["epoch"] = epochs
+        run.checkpoint()
         if stop:
             break
-    if cfg.early_stop and best["state"] is not None:
-        model.load_state_dict(best["state"])
+    if cfg.early_stop and run.best["state"] is not None:
+        model.load_state_dict(run.best["state"])
     for p in model.parameters():
         p.requires_grad_(True)
-    resume.clear()
+    run.resume.clear()
     model.eval()
-    return history
+    return run.history
