@@ -1,8 +1,8 @@
 """Stage report: python experiments/report.py
 
 Reads every run's metrics and writes reports/: index.md (every table), figures/ (Figure 3 per
-dataset and combined), metrics.json (`dvc metrics show`), curve.csv (`dvc plots show`) and
-runs.csv (one row per classifier run). Every number comes from the runs, except the columns
+dataset and combined, the language models' loss curves), metrics.json (`dvc metrics show`),
+curve.csv (`dvc plots show`) and runs.csv (one row per classifier run). Every number comes from the runs, except the columns
 labelled "paper", which come from experiments/paper.yaml.
 """
 
@@ -297,6 +297,61 @@ def lm_section(root, p, metrics):
             + md_table(["Model", "Data", "Perplexity", "Wall time (s)"], rows) + "\n")
 
 
+ULMFIT_LMS = ("fwd", "bwd")  # the language models ULMFiT's classifiers start from, pretrained and fine-tuned
+CURVES = {"train_loss": "training", "valid_loss": "validation"}  # DVCLive metric -> curve label
+
+
+def read_curves(directory):
+    """A language model's DVCLive loss curves: one row per point (step, loss, which)."""
+    frames = []
+    for metric, which in CURVES.items():
+        path = directory / "dvclive" / "plots" / "metrics" / f"{metric}.tsv"
+        if path.exists():
+            frames.append(pd.read_csv(path, sep="\t")[["step", metric]].rename(columns={metric: "loss"}).assign(which=which))
+    return pd.concat(frames) if frames else pd.DataFrame(columns=["step", "loss", "which"])
+
+
+def lm_curves(root, datasets):
+    """The loss curves of the pretrained and of each dataset's fine-tuned fwd and bwd language models."""
+    frames = []
+    for direction in ULMFIT_LMS:
+        frames.append(read_curves(root / "models" / "pretrained" / direction).assign(run="pretraining", direction=direction))
+        frames += [read_curves(root / "models" / "lm" / d / direction).assign(run=name(d), direction=direction)
+                   for d in datasets]
+    return pd.concat(frames, ignore_index=True)
+
+
+def loss_figure(curves, file, out):
+    """One panel per run: training loss as lines, validation loss as points, fwd and bwd in two colours."""
+    sns.set_theme(style="whitegrid")
+    runs = list(dict.fromkeys(curves.run))
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False)
+    for ax, run in zip(axes[0], runs):
+        sub = curves[curves.run == run]
+        sns.lineplot(data=sub[sub.which == "training"], x="step", y="loss", hue="direction", ax=ax, errorbar=None)
+        valid = sub[sub.which == "validation"]
+        if len(valid):
+            sns.scatterplot(data=valid, x="step", y="loss", hue="direction", marker="s", s=60, ax=ax, legend=False)
+        ax.set(xlabel="optimizer step", ylabel="cross-entropy (nats)", title=run)
+    fig.tight_layout()
+    with atomic_path(out / file) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return file
+
+
+def lm_curves_section(root, datasets, out):
+    """Figures of the pretraining and the fine-tuning loss curves (an empty list when no run logged any)."""
+    curves = lm_curves(root, datasets)
+    pretraining, finetuning = curves[curves.run == "pretraining"], curves[curves.run != "pretraining"]
+    text = ("### Loss curves\n\nTraining loss (lines, about 100 points per run, each the mean over its steps) and "
+            "validation loss (squares, at each evaluation) of ULMFiT's fwd and bwd language models.\n")
+    figures = [(title, loss_figure(frame, f"figures/{file}.png", out)) for title, file, frame in
+               (("Pretraining", "lm_pretraining", pretraining), ("LM fine-tuning", "lm_finetuning", finetuning))
+               if len(frame)]
+    return [text + "".join(f"\n![{title} loss curves]({file})\n" for title, file in figures)] if figures else []
+
+
 def convergence_section(runs):
     conv = runs[runs.kind == "ablation"].groupby(["dataset", "variant"]).agg(
         train_loss=("train_loss", "mean"), flatness=("loss_flatness", "mean"), epochs=("epochs", "max"),
@@ -378,7 +433,8 @@ def main(root=ROOT):
     if len(curve):
         sections.append(figure3_section(curve, out))
     sections.insert(2, findings_section(p, metrics, rows, curve))
-    sections += [lm_section(root, p, metrics), convergence_section(runs), cost_section(root, cost_frame(root, infos, runs), metrics)]
+    sections += [lm_section(root, p, metrics)] + lm_curves_section(root, datasets, out)
+    sections += [convergence_section(runs), cost_section(root, cost_frame(root, infos, runs), metrics)]
     with atomic_path(out / "runs.csv") as tmp:
         runs.drop(columns=["started", "finished"]).to_csv(tmp, index=False)
     clean = json.loads(json.dumps(metrics), parse_constant=lambda c: None)  # NaN -> null

@@ -60,3 +60,24 @@ def test_calibration_reports_the_median_step_rate(monkeypatch):
     result = calibrate.calibrate()
     assert 0 < result["slow_tokens_per_s"] <= result["tokens_per_s"] <= result["fast_tokens_per_s"]
     assert result["reference_tokens_per_s"] == 15_600 and result["finished"] >= result["started"]
+
+
+def test_language_model_loss_curves_are_drawn_and_embedded(tmp_path):
+    for folder in ("pretrained/fwd", "pretrained/bwd", "lm/trec/fwd", "lm/trec/bwd"):
+        metrics = tmp_path / "models" / folder / "dvclive" / "plots" / "metrics"
+        metrics.mkdir(parents=True)
+        steps = list(range(10, 110, 10))
+        pd.DataFrame({"timestamp": 0, "step": steps, "train_loss": [5 - s / 50 for s in steps]}).to_csv(
+            metrics / "train_loss.tsv", sep="\t", index=False)
+        pd.DataFrame({"timestamp": 0, "step": [100], "valid_loss": [3.5]}).to_csv(metrics / "valid_loss.tsv", sep="\t",
+                                                                                 index=False)
+    curves = report.lm_curves(tmp_path, ["trec", "imdb"])  # no imdb runs: no imdb curves
+    points = curves.groupby(["run", "direction", "which"]).size().to_dict()
+    assert points == {(run, d, which): 10 if which == "training" else 1
+                      for run in ("pretraining", "TREC-6") for d in ("fwd", "bwd") for which in ("training", "validation")}
+    out = tmp_path / "reports"
+    [text] = report.lm_curves_section(tmp_path, ["trec", "imdb"], out)
+    for file in ("lm_pretraining.png", "lm_finetuning.png"):
+        assert (out / "figures" / file).stat().st_size > 1000
+        assert f"(figures/{file})" in text
+    assert report.lm_curves_section(tmp_path / "elsewhere", ["trec"], out) == []  # e.g. imported weights: no curves

@@ -59,20 +59,30 @@ def output_dir(out_dir, step, inputs):
 
 
 def dvclive_logger(directory):
-    """A per-epoch logger writing DVCLive metrics to `directory` (None: no logging)."""
+    """A DVCLive logger writing to `directory` (None: no logging), and its end function.
+
+    log(metrics, step) records every number of `metrics` at `step`: the optimizer step for a language
+    model's curves, the epoch (from 0) for a classifier's per-epoch records (see per_epoch).
+    """
     if directory is None or not distributed.is_main():
         return None, lambda: None
     from dvclive import Live
 
     live = Live(str(directory), save_dvc_exp=False, dvcyaml=False)
 
-    def on_epoch(record):
-        for key, value in record.items():
+    def log(metrics, step):
+        live.step = step
+        for key, value in metrics.items():
             if key not in ("epoch", "step") and isinstance(value, (int, float)) and not isinstance(value, bool):
                 live.log_metric(key, value)
-        live.next_step()
+        live.sync()
 
-    return on_epoch, live.end
+    return log, live.end
+
+
+def per_epoch(log):
+    """An on_epoch callback logging each epoch's record at step epoch - 1 (None stays None)."""
+    return log and (lambda record: log(record, record["epoch"] - 1))
 
 
 # ---------------------------------------------------------------- prepare
@@ -208,10 +218,10 @@ def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, de
         with measured(record):
             torch.manual_seed(seed)
             model = LanguageModel(len(vocab), model_cfg, drop_mult=lm_cfg.drop_mult)
-            on_epoch, end = dvclive_logger(tmp / "dvclive")
+            log, end = dvclive_logger(tmp / "dvclive")
             record["history"] = train_lm(model, load_prepared(corpus_dir, "train", direction),
-                                         load_prepared(corpus_dir, "valid", direction), lm_cfg, seed, device, on_epoch,
-                                         resume or resume_path(out_dir), progress)
+                                         load_prepared(corpus_dir, "valid", direction), lm_cfg, seed, device, None,
+                                         resume or resume_path(out_dir), progress, on_step=log)
             end()
             record["valid_ppl"] = record["history"][-1].get("valid_ppl")
             save_model(tmp, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg)})
@@ -263,11 +273,11 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
                 load_weights(model, transfer_vocab(obj["state_dict"], obj["vocab"], vocab.itos), obj["path"])
             valid = load_prepared(data_dir, "valid", direction)
             if lm_cfg is not None:
-                on_epoch, end = dvclive_logger(tmp / "dvclive")
+                log, end = dvclive_logger(tmp / "dvclive")
                 docs = lm_text(data_dir, text, seed, budget, balanced, direction)
                 record["train_tokens"] = int(docs.n_tokens)
-                record["history"] = train_lm(model, docs, valid, lm_cfg, seed, device, on_epoch,
-                                             resume or resume_path(out_dir), progress)
+                record["history"] = train_lm(model, docs, valid, lm_cfg, seed, device, None,
+                                             resume or resume_path(out_dir), progress, on_step=log)
                 end()
                 record["valid_ppl"] = record["history"][-1]["valid_ppl"]
             else:
@@ -337,9 +347,9 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
                                drop_mult=clf_cfg.drop_mult)
             if lm_dir:
                 load_weights(model, obj["state_dict"], obj["path"], prefix="encoder.")
-            on_epoch, end = dvclive_logger(tmp / "dvclive")
+            log, end = dvclive_logger(tmp / "dvclive")
             check, key = (valid, "valid_error") if select is None else (select, "select_error")
-            history = train_classifier(model, train, check, clf_cfg, seed, device, on_epoch, resume or resume_path(out_dir),
+            history = train_classifier(model, train, check, clf_cfg, seed, device, per_epoch(log), resume or resume_path(out_dir),
                                        progress, key)
             end()
             probs = predict_probs(model, valid, clf_cfg.batch_size, device, clf_cfg.precision)
