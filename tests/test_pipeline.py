@@ -62,8 +62,9 @@ def test_every_table_and_figure_exists_and_every_cell_came_from_this_run(run):
     report = (work / "reports" / "index.md").read_text()
     for title in ("Main results", "Table 4", "Table 6", "Table 7", "Figure 3", "Language models", "Cost"):
         assert f"## {title}" in report
-    for figure in ("figure3.png", "figure3_trec6.png"):
+    for figure in ("figure3.png", "figure3_trec6.png", "lm_pretraining.png", "lm_finetuning.png"):
         assert (work / "reports" / "figures" / figure).stat().st_size > 1000
+    assert "(figures/lm_pretraining.png)" in report and "(figures/lm_finetuning.png)" in report
     runs = pd.read_csv(work / "reports" / "runs.csv")
     metrics = {}
     for path in (work / "runs" / "ablation" / "trec").glob("*/*/metrics.json"):
@@ -128,6 +129,8 @@ def test_metrics_and_plots_commands_work(run):
                            text=True, env=ENV)
     assert plots.returncode == 0, plots.stderr
     assert (work / "plots_html" / "index.html").exists()
+    steps = pd.read_csv(work / "models" / "pretrained" / "fwd" / "dvclive" / "plots" / "metrics" / "train_loss.tsv", sep="\t")
+    assert len(steps) > 50  # a curve over the one epoch, not a single point
 
 
 def test_repro_again_does_nothing(run):
