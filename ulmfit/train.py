@@ -345,7 +345,8 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
     for epoch in range(run.pos["epoch"], cfg.epochs):
         data, lens = lm_epoch(train_docs, cfg.batch_size, cfg.bptt, cfg.variable_bptt, seed, epoch)
         data = data[distributed.shard_rows(cfg.batch_size)].to(device)
-        with Progress(len(lens), f"LM epoch {epoch + 1}/{cfg.epochs}", progress, done=run.pos["batch"]) as bar:
+        show = progress if distributed.is_main() else False  # under torchrun, progress from rank 0 only
+        with Progress(len(lens), f"LM epoch {epoch + 1}/{cfg.epochs}", show, done=run.pos["batch"]) as bar:
             valid_loss = run.train_epoch(data, lens, valid_docs, bar)
         if not cfg.eval_every:
             valid_loss = run.validate(valid_docs)
