@@ -120,6 +120,7 @@ def check_device(device):
 
 def run(args):
     from . import steps
+    from .api import check_texts, load_classifier
 
     check_device(getattr(args, "device", None))
     if args.command == "prepare":
@@ -149,8 +150,8 @@ def run(args):
         models = {f"model{i}": m for i, m in enumerate(args.model)}
         print(json.dumps(steps.evaluate(args.data, models, args.out, args.device), indent=2))
     elif args.command == "predict":
-        texts = sys.stdin.read().splitlines() if args.texts == ["-"] else args.texts
-        for label, prob in steps.predict(args.model, texts, args.device):
+        texts = check_texts(sys.stdin.read().splitlines() if args.texts == ["-"] else args.texts)
+        for label, prob in load_classifier(args.model, args.device).predict(texts):
             print(f"{label}\t{prob:.4f}")
 
 

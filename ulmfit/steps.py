@@ -1,6 +1,6 @@
 """The ULMFiT steps, each reading and writing directories: prepare a dataset, pretrain a
 language model, fine-tune it on a target dataset, train a classifier, evaluate on the test
-split, predict. The command line (`ulmfit ...`) and the DVC stages (`experiments/*.py`) call
+split. The command line (`ulmfit ...`) and the DVC stages (`experiments/*.py`) call
 these functions and nothing else.
 
 Layout of a prepared dataset directory: vocab.json, info.json and Docs files train.npz (the
@@ -383,32 +383,3 @@ def load_classifier(directory, device):
         raise CheckpointError(f"{directory} holds a language model, not a classifier; pass a folder written by "
                               "train-clf (a classifier whose model was kept)")
     return model, obj
-
-
-def predict(model_dirs, texts, device=None):
-    """[(label, probability)] for each text; several model directories are ensembled by
-    averaging their probabilities (e.g. a forward and a backward classifier)."""
-    if isinstance(model_dirs, (str, Path)):
-        model_dirs = [model_dirs]
-    if isinstance(texts, str):
-        texts = [texts]
-    if not texts:
-        raise D.DataError("no text to classify; pass texts as arguments or, with '-', one text per line on stdin")
-    for i, text in enumerate(texts):
-        if not text.strip():
-            raise D.DataError(f"text {i + 1} is empty or whitespace-only; give text to classify (with '-': no blank lines)")
-    device = device or default_device()
-    probs, classes = [], None
-    for directory in model_dirs:
-        model, obj = load_classifier(directory, device)
-        if classes is not None and obj["classes"] != classes:
-            raise ValueError(f"{directory} predicts classes {obj['classes']}, not {classes}; ensemble models of one task")
-        classes = obj["classes"]
-        vocab = Vocab(obj["vocab"])
-        docs = numericalize([tokenize(t) for t in texts], vocab)
-        if obj["meta"].get("direction") == "bwd":
-            docs = docs.reversed()
-        probs.append(predict_probs(model, docs, 64, device))
-    mean = np.mean(probs, axis=0)
-    return [(classes[int(i)], float(p[i])) for p, i in zip(mean, mean.argmax(1))]
-
