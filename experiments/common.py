@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_prepare, from_dict
+from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_keys, check_prepare, from_dict
 from ulmfit.data import DATASETS, DataError
 from ulmfit.interrupt import stop_cleanly
 from ulmfit.io import OutputError
@@ -48,9 +48,7 @@ interrupt_code = stop_cleanly()
 def _check_keys(section, valid, where):
     if not isinstance(section, dict):
         raise ConfigError(f"{where} must be a mapping, got {section!r}")
-    unknown = sorted(set(section) - set(valid))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys are: {', '.join(valid)}")
+    check_keys(section, valid, where)
 
 
 def load_params(path=None):

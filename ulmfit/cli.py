@@ -12,7 +12,7 @@ from importlib.metadata import version
 
 import yaml
 
-from .config import ClfConfig, ConfigError, LMConfig, ModelConfig, from_dict, number
+from .config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_keys, from_dict, number
 from .interrupt import stop_cleanly
 
 
@@ -37,9 +37,7 @@ def configs(args, train_cls):
     values.update(parse_sets(args.set))
     model_keys = {f.name for f in fields(ModelConfig)}
     train_keys = {f.name for f in fields(train_cls)}
-    unknown = sorted(set(values) - model_keys - train_keys)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)}; valid keys are: {', '.join(sorted(model_keys | train_keys))}")
+    check_keys(values, sorted(model_keys | train_keys))
     model = from_dict(ModelConfig, {k: v for k, v in values.items() if k in model_keys}, "model")
     train = from_dict(train_cls, {k: v for k, v in values.items() if k in train_keys}, train_cls.__name__)
     return model, train

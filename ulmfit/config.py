@@ -130,6 +130,14 @@ def check_prepare(options, where="prepare"):
     return options
 
 
+def check_keys(values, valid, where=""):
+    """Reject the keys of `values` that are not in `valid`, naming them and listing the valid ones."""
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}unknown key(s) {', '.join(map(repr, unknown))}; valid keys are: {', '.join(valid)}")
+
+
 def number(value):
     """A string such as '1e-3', which YAML 1.1 reads as text (no dot before the exponent), as the float it
     spells; any other value unchanged."""
@@ -145,11 +153,7 @@ def from_dict(cls, values, where="params"):
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping of keys to values, got {type(values).__name__}")
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys are: {', '.join(known)}"
-        )
+    check_keys(values, known, where)
     out = {}
     for key, value in values.items():
         value = number(value)
