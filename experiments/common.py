@@ -19,7 +19,8 @@ VARIANTS = ROOT / "experiments" / "variants.yaml"
 TOP_KEYS = ["notes", "seeds", "datasets", "extra_datasets", "pretrained", "pretrain_import", "lm_variants",
             "clf_variants", "curve_budgets", "data", "corpus", "model", "pretrain", "finetune_lm", "clf"]
 DATA_KEYS = ["mirror", "valid_frac", "split_seed", "max_vocab", "min_freq", "workers"]
-PREPARE_KEYS = ["max_vocab", "min_freq", "max_train", "max_valid", "max_test", "max_unlabelled", "repartition_test"]
+PREPARE_KEYS = ["max_vocab", "min_freq", "max_train", "max_valid", "max_test", "max_unlabelled", "repartition_test",
+                "file", "text_column", "label_column", "test_file"]  # the last four: your own dataset (see README)
 DATASET_KEYS = ["prepare", "budget", "balanced", "finetune_lm", "clf"]
 CORPUS_KEYS = ["name", "max_words"]
 
@@ -66,9 +67,11 @@ def load_params(path=None):
         if key not in p:
             raise ConfigError(f"{path}: missing key {key!r}")
     for name in datasets:
-        if name not in DATASETS:
-            raise ConfigError(f"{path}: datasets lists unknown dataset {name!r}; known: {', '.join(DATASETS)}")
         section = p.get(name) or {}
+        own = isinstance(section, dict) and isinstance(section.get("prepare"), dict) and "file" in section["prepare"]
+        if name not in DATASETS and not own:
+            raise ConfigError(f"{path}: datasets lists unknown dataset {name!r}; known: {', '.join(DATASETS)}; for your "
+                              f"own, give {name}.prepare a file, text_column and label_column (see README)")
         _check_keys(section, DATASET_KEYS, f"{path}: {name}")
         missing = [k for k in DATASET_KEYS if k not in section]
         if not isinstance(section.get("budget"), int) or section.get("budget") < 0:

@@ -9,6 +9,7 @@ import json
 import sys
 from dataclasses import fields
 from importlib.metadata import version
+from pathlib import Path
 
 import yaml
 
@@ -57,9 +58,13 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="load, split, tokenize and numericalize a dataset")
-    p.add_argument("--dataset", required=True, help="imdb, trec, ag_news, wikipedia_en, wikitext-103, ...")
+    p.add_argument("--dataset", required=True, help="imdb, trec, ag_news, wikipedia_en, wikitext-103, ..., or your own "
+                                                    ".csv or .parquet file")
     p.add_argument("--out", required=True)
     p.add_argument("--mirror", default=None, help="local mirror directory (<dataset>/<split>.parquet)")
+    p.add_argument("--text-column", help="your file's text column (default: text)")
+    p.add_argument("--label-column", help="your file's label column (default: label)")
+    p.add_argument("--test-file", help="your dataset's test file (default: carve the test split from --dataset)")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
                    help="valid_frac, split_seed, max_vocab, min_freq, max_valid, max_test, max_unlabelled, max_words, repartition_test, workers")
 
@@ -108,6 +113,16 @@ def build_parser():
     return parser
 
 
+def dataset_options(args):
+    """(name, file options) of `prepare --dataset`: a .csv or .parquet path is the user's own dataset, named after
+    the file."""
+    own = {k: v for k, v in (("text_column", args.text_column), ("label_column", args.label_column),
+                             ("test_file", args.test_file)) if v is not None}
+    if Path(args.dataset).suffix or own:
+        return Path(args.dataset).stem, {"file": args.dataset, **own}
+    return args.dataset, {}
+
+
 def check_device(device):
     import torch
 
@@ -121,7 +136,8 @@ def run(args):
 
     check_device(getattr(args, "device", None))
     if args.command == "prepare":
-        info = steps.prepare(args.dataset, args.out, mirror=args.mirror, **parse_sets(args.set))
+        name, own = dataset_options(args)
+        info = steps.prepare(name, args.out, mirror=args.mirror, **{**own, **parse_sets(args.set)})
         print(json.dumps(info, indent=2))
     elif args.command == "pretrain":
         model_cfg, lm_cfg = configs(args, LMConfig)

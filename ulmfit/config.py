@@ -116,6 +116,10 @@ PREPARE_OPTIONS = {  # prepare's options (params `data` and `<dataset>.prepare`,
     "max_unlabelled": (int, lambda v: v >= 0, "a whole number >= 0 (0 = no cap)"),
     "max_words": (int, lambda v: v >= 0, "a whole number >= 0 (0 = no cap)"),
     "repartition_test": ((int, float), lambda v: 0 <= v < 1, "a fraction in [0, 1) (0 = keep the official test split)"),
+    "file": (str, bool, "the path of your dataset's .csv or .parquet file"),
+    "text_column": (str, bool, "the name of the file's text column"),
+    "label_column": (str, bool, "the name of the file's label column"),
+    "test_file": (str, bool, "the path of your dataset's test .csv or .parquet file"),
 }
 
 
