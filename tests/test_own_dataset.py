@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ulmfit import steps
-from ulmfit.config import ConfigError
+from ulmfit.config import ClfConfig, ConfigError, ModelConfig
 from ulmfit.data import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +47,16 @@ def test_a_csv_file_is_a_dataset_with_sorted_class_names(tmp_path):
     for split in ("train", "valid", "test"):
         for text, label in decoded(tmp_path / "out", split):
             assert WORDS[label] in text
+
+
+def test_a_classifier_trained_on_it_predicts_its_class_names(tmp_path):
+    reviews(40).to_csv(tmp_path / "mine.csv", index=False)
+    steps.prepare("mine", tmp_path / "data", file=tmp_path / "mine.csv", text_column="review",
+                  label_column="sentiment", min_freq=1)
+    steps.train_clf(tmp_path / "data", tmp_path / "clf", ClfConfig(epochs=1, batch_size=8), None,
+                    ModelConfig(emb_size=8, hidden_size=12), device="cpu")
+    predictions = steps.predict(tmp_path / "clf", ["A great film .", "A dull film ."])
+    assert len(predictions) == 2 and {label for label, _ in predictions} <= {"neg", "pos"}
 
 
 def test_a_parquet_file_with_whole_number_labels_and_a_test_file(tmp_path):
