@@ -127,6 +127,11 @@ def test_unknown_or_misspelt_params_keys_list_the_valid_ones(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError, match="trec.prepare: unknown key\\(s\\) 'max_trian'; valid keys are: max_vocab"):
         load_params(tmp_path / "params.yaml")
+    from ulmfit import cli as ulmfit_cli  # the command line's --set goes through the same check
+
+    args = ulmfit_cli.build_parser().parse_args(["train-clf", "--data", "d", "--out", "o", "--set", "epoch=3"])
+    with pytest.raises(ConfigError, match="^unknown key\\(s\\) 'epoch'; valid keys are: batch_size, beta1, beta2, body_lr"):
+        ulmfit_cli.configs(args, ClfConfig)
 
 
 @pytest.mark.parametrize("cls,key,value", [(ModelConfig, "hidden_size", 0), (LMConfig, "epochs", -1),
