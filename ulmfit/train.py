@@ -201,6 +201,7 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
     groups = model.groups()
     opt = make_optimizer(cfg, groups, group_rates(len(groups), cfg.lr, cfg.discr))
     params = [p for g in groups for p in g]
+    step_loss = distributed.data_parallel_loss(model, device)  # model.loss; under torchrun through DDP
     resume = Resume(resume_path, cfg.ckpt_every)
     pos = {"epoch": 0, "batch": 0, "step": 0, "state": None, "loss_sum": 0.0, "loss_n": 0}
     history, valid_losses, averager = [], [], None
@@ -259,11 +260,10 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
             factor = learning_rate(cfg.schedule, pos["step"], total_steps, 1.0, cfg.cut_frac, cfg.ratio)
             set_rates(opt, factor * (length / cfg.bptt if cfg.variable_bptt else 1.0))
             with autocast(cfg.precision, device):
-                loss, raw, dropped, state = model.loss(x, y, state)
+                loss, raw, dropped, state = step_loss(x, y, state)
                 total = loss + ar_tar(raw, dropped, cfg.alpha, cfg.beta)
             opt.zero_grad()
-            total.backward()
-            distributed.average_gradients(params)
+            total.backward()  # under torchrun DDP averages the gradients across ranks here
             if cfg.clip:
                 torch.nn.utils.clip_grad_norm_(params, cfg.clip)
             opt.step()
