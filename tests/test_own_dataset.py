@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from ulmfit import steps
+from ulmfit import load_classifier, steps
 from ulmfit.config import ClfConfig, ConfigError, ModelConfig
 from ulmfit.data import DataError
 
@@ -55,7 +55,7 @@ def test_a_classifier_trained_on_it_predicts_its_class_names(tmp_path):
                   label_column="sentiment", min_freq=1)
     steps.train_clf(tmp_path / "data", tmp_path / "clf", ClfConfig(epochs=1, batch_size=8), None,
                     ModelConfig(emb_size=8, hidden_size=12), device="cpu")
-    predictions = steps.predict(tmp_path / "clf", ["A great film .", "A dull film ."])
+    predictions = load_classifier(tmp_path / "clf", "cpu").predict(["A great film .", "A dull film ."])
     assert len(predictions) == 2 and {label for label, _ in predictions} <= {"neg", "pos"}
 
 
