@@ -389,17 +389,18 @@ def predict_case(config, impl, device="cpu"):
     texts = imdb_texts("test", n)
     if impl.startswith("fastai"):
         return fastai_predict_case(texts, emb, hidden, impl == "fastai_get_preds", device)
-    from ulmfit import steps
+    from ulmfit import load_classifier
 
     _, itos = imdb_docs(vocab)
     torch.manual_seed(0)
     directory = ROOT / "benchmarks" / f".predict_model_{os.getpid()}"
     save_model(directory, Classifier(vocab, 2, ModelConfig(emb_size=emb, hidden_size=hidden), 70, 1400), itos.itos,
                ["neg", "pos"], meta={"direction": "fwd"})
-    steps.predict(directory, texts[:20], device=device)  # warm-up
+    clf = load_classifier(directory, device)
+    clf.predict(texts[:20])  # warm-up
     synchronize(device)
     start = time.perf_counter()
-    steps.predict(directory, texts, device=device)
+    clf.predict(texts)
     synchronize(device)
     seconds = time.perf_counter() - start
     import shutil
