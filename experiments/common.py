@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_prepare, from_dict
+from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_keys, check_prepare, from_dict
 from ulmfit.data import DATASETS, DataError
 from ulmfit.interrupt import stop_cleanly
 from ulmfit.io import OutputError
@@ -19,7 +19,8 @@ VARIANTS = ROOT / "experiments" / "variants.yaml"
 TOP_KEYS = ["notes", "seeds", "datasets", "extra_datasets", "pretrained", "pretrain_import", "lm_variants",
             "clf_variants", "curve_budgets", "data", "corpus", "model", "pretrain", "finetune_lm", "clf"]
 DATA_KEYS = ["mirror", "valid_frac", "split_seed", "max_vocab", "min_freq", "workers"]
-PREPARE_KEYS = ["max_vocab", "min_freq", "max_train", "max_valid", "max_test", "max_unlabelled", "repartition_test"]
+PREPARE_KEYS = ["max_vocab", "min_freq", "max_train", "max_valid", "max_test", "max_unlabelled", "repartition_test",
+                "file", "text_column", "label_column", "test_file"]  # the last four: your own dataset (see README)
 DATASET_KEYS = ["prepare", "budget", "balanced", "finetune_lm", "clf"]
 CORPUS_KEYS = ["name", "max_words"]
 
@@ -48,9 +49,7 @@ interrupt_code = stop_cleanly()
 def _check_keys(section, valid, where):
     if not isinstance(section, dict):
         raise ConfigError(f"{where} must be a mapping, got {section!r}")
-    unknown = sorted(set(section) - set(valid))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys are: {', '.join(valid)}")
+    check_keys(section, valid, where)
 
 
 def load_params(path=None):
@@ -68,9 +67,11 @@ def load_params(path=None):
         if key not in p:
             raise ConfigError(f"{path}: missing key {key!r}")
     for name in datasets:
-        if name not in DATASETS:
-            raise ConfigError(f"{path}: datasets lists unknown dataset {name!r}; known: {', '.join(DATASETS)}")
         section = p.get(name) or {}
+        own = isinstance(section, dict) and isinstance(section.get("prepare"), dict) and "file" in section["prepare"]
+        if name not in DATASETS and not own:
+            raise ConfigError(f"{path}: datasets lists unknown dataset {name!r}; known: {', '.join(DATASETS)}; for your "
+                              f"own, give {name}.prepare a file, text_column and label_column (see README)")
         _check_keys(section, DATASET_KEYS, f"{path}: {name}")
         missing = [k for k in DATASET_KEYS if k not in section]
         if not isinstance(section.get("budget"), int) or section.get("budget") < 0:

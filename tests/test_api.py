@@ -9,9 +9,9 @@ import torch
 from ulmfit import load_classifier, load_language_model
 from ulmfit.awd_lstm import Classifier, LanguageModel
 from ulmfit.checkpoint import CheckpointError, save_model
+from ulmfit.cli import main
 from ulmfit.config import ModelConfig
 from ulmfit.data import DataError
-from ulmfit.steps import predict
 from ulmfit.text import SPECIAL_TOKENS, tokenize
 
 TINY = ModelConfig(emb_size=8, hidden_size=12)
@@ -27,14 +27,16 @@ def save_classifier(path, seed, direction):
     return path
 
 
-def test_classifier_probabilities_are_the_ensemble_mean_and_predict_matches_the_step(tmp_path):
+def test_classifier_probabilities_are_the_ensemble_mean_and_the_cli_prints_the_predictions(tmp_path, capsys):
     fwd, bwd = save_classifier(tmp_path / "fwd", 0, "fwd"), save_classifier(tmp_path / "bwd", 1, "bwd")
     probs = load_classifier([fwd, bwd], "cpu").predict_proba(TEXTS)
     alone = [load_classifier(d, "cpu").predict_proba(TEXTS) for d in (fwd, bwd)]
     assert probs.shape == (3, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert np.allclose(probs, (alone[0] + alone[1]) / 2)
-    ours, step = load_classifier([fwd, bwd], "cpu").predict(TEXTS), predict([fwd, bwd], TEXTS, "cpu")
-    assert [c for c, _ in ours] == [c for c, _ in step] and [p for _, p in ours] == pytest.approx([p for _, p in step])
+    ours = load_classifier([fwd, bwd], "cpu").predict(TEXTS)
+    assert ours == [(CLASSES[i], pytest.approx(float(p[i]))) for p, i in zip(probs, probs.argmax(1))]
+    assert main(["predict", "--model", str(fwd), "--model", str(bwd), "--device", "cpu", *TEXTS]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{c}\t{p:.4f}" for c, p in ours]
 
 
 def test_language_model_next_token_and_perplexity(tmp_path):

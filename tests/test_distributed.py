@@ -11,7 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ulmfit import distributed
+from ulmfit.awd_lstm import LanguageModel
 from ulmfit.checkpoint import load_model, read
+from ulmfit.config import ModelConfig
 from ulmfit.text import SPECIAL_TOKENS, Docs
 
 SETTINGS = ["emb_size=8", "hidden_size=12", "output_p=0", "hidden_p=0", "input_p=0", "embed_p=0", "weight_p=0",
@@ -108,3 +111,58 @@ def test_two_process_training_resumes_after_kill_9(tmp_path):
     m1, m2 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("straight", "killed"))
     assert [r["train_loss"] for r in m1["history"]] == [r["train_loss"] for r in m2["history"]]
     assert not (tmp_path / "killed.resume.pt").exists()
+
+
+def test_one_process_calls_the_model_without_a_wrapper():
+    model = LanguageModel(40, ModelConfig(emb_size=8, hidden_size=12))
+    assert distributed.data_parallel_loss(model) == model.loss
+
+
+DDP_WORKER = """
+import json, sys
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from ulmfit import distributed
+from ulmfit.awd_lstm import LanguageModel
+from ulmfit.config import LMConfig, ModelConfig
+from ulmfit.text import Docs
+from ulmfit.train import train_lm
+
+distributed.setup("cpu")
+rank = distributed.rank()
+torch.manual_seed(0)
+model = LanguageModel(40, ModelConfig(emb_size=8, hidden_size=12, weight_p=0.5))
+step_loss = distributed.data_parallel_loss(model)
+x = torch.randint(4, 40, (2, 10), generator=torch.Generator().manual_seed(rank))  # other rows per rank
+torch.manual_seed(rank)
+model.loss(x[:, :-1], x[:, 1:])[0].backward()
+alone = distributed.all_gather([p.grad.clone() for p in model.parameters()])  # each rank's own gradients
+model.zero_grad()
+torch.manual_seed(rank)  # the same dropout masks again
+step_loss(x[:, :-1], x[:, 1:])[0].backward()
+synced_is_mean = all(torch.allclose(p.grad, torch.stack(g).mean(0), atol=1e-7) for p, g in zip(model.parameters(), zip(*alone)))
+calls = []
+forward = DistributedDataParallel.forward
+DistributedDataParallel.forward = lambda self, *a: calls.append(1) or forward(self, *a)
+docs = Docs(torch.randint(4, 40, (400,)).numpy().astype("int32"), torch.tensor([0, 200, 400]).numpy())
+history = train_lm(model, docs, None, LMConfig(batch_size=4, bptt=10, variable_bptt=False, precision="fp32"))
+if rank == 0:
+    json.dump({"wrapped": isinstance(step_loss, DistributedDataParallel),
+               "ranks_differ_alone": any(not torch.equal(a, b) for a, b in zip(*alone)),
+               "synced_is_mean": synced_is_mean,
+               "ddp_calls": len(calls), "steps": history[-1]["step"]}, open(sys.argv[1], "w"))
+"""
+
+
+def test_two_processes_train_through_distributed_data_parallel(tmp_path):
+    """Under world size 2 the loss runs through DDP, which averages the ranks' gradients, and
+    train_lm calls it at every step."""
+    (tmp_path / "worker.py").write_text(DDP_WORKER)
+    root = str(Path(__file__).resolve().parents[1])  # the script runs from tmp_path: import this checkout's ulmfit
+    env = dict(ENV, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([*TORCHRUN, str(tmp_path / "worker.py"), str(tmp_path / "out.json")], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["wrapped"] and out["ranks_differ_alone"] and out["synced_is_mean"]
+    assert out["ddp_calls"] == out["steps"] > 0

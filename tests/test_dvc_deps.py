@@ -81,9 +81,10 @@ def test_dvc_status_works_on_a_fresh_clone(tmp_path):
     assert "dvc status [stage]" in (ROOT / "README.md").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 10, not done: a classifier stage depends on every LM variant of "
-                                       "its dataset and finetune_lm on every pretrained model; narrowing needs the "
-                                       "variant's LM in dvc.yaml's templating")
+@pytest.mark.xfail(strict=True, reason="not done: DVC 3.67's templating cannot derive a dep path from the variant's "
+                   "LM (no nested ${}, stage-level vars may not be interpolated, matrix stage names cannot be set: "
+                   "iterative/dvc#10904), so a classifier stage depends on every LM of its dataset. That reruns more "
+                   "than needed, never less")
 def test_a_one_cell_repro_runs_only_that_cells_chain():
     networkx = pytest.importorskip("networkx")
     repo = pytest.importorskip("dvc.repo").Repo(ROOT)

@@ -11,6 +11,7 @@ from ulmfit.awd_lstm import (
     WeightDrop,
     ar_tar,
     concat_pool,
+    softmax_chunk,
     transfer_vocab,
 )
 from ulmfit.config import ModelConfig
@@ -201,6 +202,13 @@ def test_chunked_softmax_cross_entropy_matches_the_plain_one():
     with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 products, fp32 softmax
         low = SoftmaxCrossEntropy.apply(h.to(torch.bfloat16), w, b, y)
     assert abs(low.item() - ref.item()) < 0.02 * ref.item()
+
+
+def test_the_softmax_chunk_fills_the_logits_budget_and_keeps_the_old_row_counts():
+    for vocab in (10_000, 20_000, 60_000, 200):  # the benchmarks' vocabularies: 419, 256 and 256 rows on a CPU
+        assert softmax_chunk(vocab, "cpu") == max(256, 2**22 // vocab)  # the row counts before the byte budget
+        assert softmax_chunk(vocab, "cuda") == max(256, 2**27 // vocab)
+    assert softmax_chunk(10_000, "cpu") * 10_000 * 4 <= 16 * 2**20 < (softmax_chunk(10_000, "cpu") + 1) * 10_000 * 4
 
 
 def test_language_model_loss_equals_cross_entropy_of_its_logits():

@@ -25,13 +25,16 @@ from .text import Vocab, numericalize, tokenize
 from .train import predict_probs
 
 
-def _texts(texts):
+def check_texts(texts):
+    """The texts as a list; a DataError names the first that is empty, whitespace-only or not a string."""
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts:
-        raise DataError("no text given; pass a list of texts")
+        raise DataError("no text to classify; pass at least one text")
     for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"text {i + 1} is empty, whitespace-only or not a string; give text to classify")
+        if not isinstance(text, str):
+            raise DataError(f"text {i + 1} is a {type(text).__name__}, not a string; pass texts as strings")
+        if not text.strip():
+            raise DataError(f"text {i + 1} is empty or whitespace-only; give text to classify")
     return texts
 
 
@@ -50,7 +53,7 @@ class TextClassifier:
             self.members.append((model, Vocab(obj["vocab"]), obj["meta"].get("direction", "fwd")))
 
     def predict_proba(self, texts, batch_size=64):
-        tokens = [tokenize(t) for t in _texts(texts)]
+        tokens = [tokenize(t) for t in check_texts(texts)]
         probs = []
         for model, vocab, direction in self.members:
             docs = numericalize(tokens, vocab)
@@ -74,7 +77,7 @@ class TextLanguageModel:
         self.vocab, self.direction = Vocab(obj["vocab"]), obj["meta"].get("direction", "fwd")
 
     def _ids(self, text):
-        ids = self.vocab.numericalize(tokenize(_texts(text)[0])).astype(np.int64)
+        ids = self.vocab.numericalize(tokenize(check_texts(text)[0])).astype(np.int64)
         ids = ids[::-1].copy() if self.direction == "bwd" else ids
         return torch.from_numpy(ids)[None].to(self.device)
 

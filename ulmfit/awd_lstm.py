@@ -139,20 +139,37 @@ def detach_state(state):
     return None if state is None else [tuple(t.detach() for t in layer) for layer in state]
 
 
+CPU_LOGITS_BYTES = 16 * 2**20  # memory budget for one chunk's fp32 logits on a CPU
+GPU_LOGITS_BYTES = 512 * 2**20  # the same on an accelerator
+MIN_CHUNK_ROWS = 256  # below this, the products of a large vocabulary lose speed (paper sizes: +19% LM tokens/s against 69 rows)
+
+
+def softmax_chunk(vocab_size, device_type):
+    """Rows per chunk of SoftmaxCrossEntropy: as many as the logits budget holds, at least MIN_CHUNK_ROWS.
+    On a CPU: 419 rows at a 10k vocabulary, 256 at 20k and 60k."""
+    budget = CPU_LOGITS_BYTES if device_type == "cpu" else GPU_LOGITS_BYTES
+    return max(MIN_CHUNK_ROWS, budget // (4 * vocab_size))
+
+
 class SoftmaxCrossEntropy(torch.autograd.Function):
     """Mean cross-entropy of softmax(h @ weight.T + bias) against `targets`, over row chunks.
 
     The [rows, vocab] logits are never held whole: each chunk's are made, reduced to log-sum-exp
     and dropped, and the backward pass makes them again. The products run in h's precision (bf16
     under autocast), the softmax in fp32. Same value and gradients as
-    F.cross_entropy(F.linear(h, weight, bias), targets), about twice as fast on a CPU.
+    F.cross_entropy(F.linear(h, weight, bias), targets).
+
+    Measured (benchmarks/run.py --case softmax, forward + backward of one batch in bf16, median and min-max; a
+    2-core Xeon with AMX, 2026-12-02, while other work shared the CPU, load average 5-9): the chunks need 149 /
+    194 / 371 MB above the process's baseline against 280 / 1,065 / 3,060 MB for the whole logits at the 10k /
+    20k / 60k vocabularies of the cpu-profile / fastai-reference / paper cases, and take 4.1 s (3.4-5.1) /
+    13.6 s (7.9-14.9) / 25.4 s (21.5-35.6) against 1.7 s (1.6-1.9) / 6.4 s (5.0-8.0) / 13.0 s (12.2-15.7):
+    less memory, about half the speed under that load (timings on an idle machine are still to be made).
     """
 
     @staticmethod
     def forward(ctx, h, weight, bias, targets):
-        # rows per chunk: about 16 MB of fp32 logits on a CPU, but at least 256 rows, below which the
-        # products of a large vocabulary lose speed (paper sizes: +19% LM tokens/s against 69 rows)
-        chunk = max(256, (2**22 if h.device.type == "cpu" else 2**27) // weight.size(0))
+        chunk = softmax_chunk(weight.size(0), h.device.type)
         w, lse = weight.to(h.dtype), torch.empty(h.size(0), device=h.device)
         total = torch.zeros((), device=h.device)
         with torch.autocast(h.device.type, enabled=False):

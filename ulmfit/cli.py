@@ -9,10 +9,11 @@ import json
 import sys
 from dataclasses import fields
 from importlib.metadata import version
+from pathlib import Path
 
 import yaml
 
-from .config import ClfConfig, ConfigError, LMConfig, ModelConfig, from_dict, number
+from .config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_keys, from_dict, number
 from .interrupt import stop_cleanly
 
 
@@ -37,9 +38,7 @@ def configs(args, train_cls):
     values.update(parse_sets(args.set))
     model_keys = {f.name for f in fields(ModelConfig)}
     train_keys = {f.name for f in fields(train_cls)}
-    unknown = sorted(set(values) - model_keys - train_keys)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)}; valid keys are: {', '.join(sorted(model_keys | train_keys))}")
+    check_keys(values, sorted(model_keys | train_keys))
     model = from_dict(ModelConfig, {k: v for k, v in values.items() if k in model_keys}, "model")
     train = from_dict(train_cls, {k: v for k, v in values.items() if k in train_keys}, train_cls.__name__)
     return model, train
@@ -59,9 +58,13 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="load, split, tokenize and numericalize a dataset")
-    p.add_argument("--dataset", required=True, help="imdb, trec, ag_news, wikipedia_en, wikitext-103, ...")
+    p.add_argument("--dataset", required=True, help="imdb, trec, ag_news, wikipedia_en, wikitext-103, ..., or your own "
+                                                    ".csv or .parquet file")
     p.add_argument("--out", required=True)
     p.add_argument("--mirror", default=None, help="local mirror directory (<dataset>/<split>.parquet)")
+    p.add_argument("--text-column", help="your file's text column (default: text)")
+    p.add_argument("--label-column", help="your file's label column (default: label)")
+    p.add_argument("--test-file", help="your dataset's test file (default: carve the test split from --dataset)")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE",
                    help="valid_frac, split_seed, max_vocab, min_freq, max_valid, max_test, max_unlabelled, max_words, repartition_test, workers")
 
@@ -110,6 +113,16 @@ def build_parser():
     return parser
 
 
+def dataset_options(args):
+    """(name, file options) of `prepare --dataset`: a .csv or .parquet path is the user's own dataset, named after
+    the file."""
+    own = {k: v for k, v in (("text_column", args.text_column), ("label_column", args.label_column),
+                             ("test_file", args.test_file)) if v is not None}
+    if Path(args.dataset).suffix or own:
+        return Path(args.dataset).stem, {"file": args.dataset, **own}
+    return args.dataset, {}
+
+
 def check_device(device):
     import torch
 
@@ -120,10 +133,12 @@ def check_device(device):
 
 def run(args):
     from . import steps
+    from .api import check_texts, load_classifier
 
     check_device(getattr(args, "device", None))
     if args.command == "prepare":
-        info = steps.prepare(args.dataset, args.out, mirror=args.mirror, **parse_sets(args.set))
+        name, own = dataset_options(args)
+        info = steps.prepare(name, args.out, mirror=args.mirror, **{**own, **parse_sets(args.set)})
         print(json.dumps(info, indent=2))
     elif args.command == "pretrain":
         model_cfg, lm_cfg = configs(args, LMConfig)
@@ -149,8 +164,8 @@ def run(args):
         models = {f"model{i}": m for i, m in enumerate(args.model)}
         print(json.dumps(steps.evaluate(args.data, models, args.out, args.device), indent=2))
     elif args.command == "predict":
-        texts = sys.stdin.read().splitlines() if args.texts == ["-"] else args.texts
-        for label, prob in steps.predict(args.model, texts, args.device):
+        texts = check_texts(sys.stdin.read().splitlines() if args.texts == ["-"] else args.texts)
+        for label, prob in load_classifier(args.model, args.device).predict(texts):
             print(f"{label}\t{prob:.4f}")
 
 

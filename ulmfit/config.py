@@ -116,6 +116,10 @@ PREPARE_OPTIONS = {  # prepare's options (params `data` and `<dataset>.prepare`,
     "max_unlabelled": (int, lambda v: v >= 0, "a whole number >= 0 (0 = no cap)"),
     "max_words": (int, lambda v: v >= 0, "a whole number >= 0 (0 = no cap)"),
     "repartition_test": ((int, float), lambda v: 0 <= v < 1, "a fraction in [0, 1) (0 = keep the official test split)"),
+    "file": (str, bool, "the path of your dataset's .csv or .parquet file"),
+    "text_column": (str, bool, "the name of the file's text column"),
+    "label_column": (str, bool, "the name of the file's label column"),
+    "test_file": (str, bool, "the path of your dataset's test .csv or .parquet file"),
 }
 
 
@@ -128,6 +132,14 @@ def check_prepare(options, where="prepare"):
         if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
             raise ConfigError(f"{where}: {key} must be {must}, got {value!r}")
     return options
+
+
+def check_keys(values, valid, where=""):
+    """Reject the keys of `values` that are not in `valid`, naming them and listing the valid ones."""
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}unknown key(s) {', '.join(map(repr, unknown))}; valid keys are: {', '.join(valid)}")
 
 
 def number(value):
@@ -145,11 +157,7 @@ def from_dict(cls, values, where="params"):
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping of keys to values, got {type(values).__name__}")
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys are: {', '.join(known)}"
-        )
+    check_keys(values, known, where)
     out = {}
     for key, value in values.items():
         value = number(value)

@@ -1,6 +1,7 @@
 """Datasets: a local Parquet mirror laid out as <dir>/<split>.parquet with the hub's schema when
 one is configured (params `data.mirror` or the ULMFIT_DATA environment variable), otherwise the
-Hugging Face hub. Plus the seeded samplers the experiments use: stratified label budgets and
+Hugging Face hub; or the user's own .csv or .parquet file with a text and a label column
+(`file_dataset`). Plus the seeded samplers the experiments use: stratified label budgets and
 the 10% validation split carved from train.
 """
 
@@ -8,7 +9,9 @@ import functools
 import os
 import socket
 import sys
-from dataclasses import dataclass
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,8 @@ class Spec:
     text: tuple = ("text",)  # text columns, joined with a space
     label: str | None = None
     classes: tuple = ()
+    name: str = ""
+    files: dict | None = None  # the user's own dataset: split -> .csv or .parquet file
 
 
 DATASETS = {
@@ -48,12 +53,17 @@ DATASETS = {
     "wikitext-2": Spec("Salesforce/wikitext", "wikitext-2-v1", "wikitext-2-v1", ("train", "validation", "test")),
     "wikipedia_en": Spec(None, None, "wikipedia_en", ("train", "validation", "test")),
 }
+DATASETS = {name: replace(s, name=name) for name, s in DATASETS.items()}
+FILE_TYPES = (".csv", ".parquet")
 
 MIRROR_HELP = ("point the ULMFIT_DATA environment variable (or params `data.mirror`) at a directory holding "
                "<dataset>/<split>.parquet")
 
 
 def spec(name):
+    """The Spec of a named dataset (a Spec, such as a user's file dataset, is returned as it is)."""
+    if isinstance(name, Spec):
+        return name
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     return DATASETS[name]
@@ -87,10 +97,13 @@ def _say_once(message):
 
 
 def load(name, split, mirror=None):
-    """One split of a named dataset as a `datasets.Dataset` (mirror first, then the hub)."""
+    """One split of a dataset as a `datasets.Dataset`: a user's file, or a named dataset's (mirror first, then the hub)."""
     s = spec(name)
+    name = s.name
     if split not in s.splits:
         raise DataError(f"dataset {name!r} has no split {split!r}; its splits are: {', '.join(s.splits)}")
+    if s.files:
+        return read_file(s.files[split], s)
     mirror = mirror_dir(mirror)
     tried = "no mirror configured"
     if mirror:
@@ -109,33 +122,122 @@ def load(name, split, mirror=None):
     return datasets.load_dataset(s.hub, s.config, split=split)
 
 
+def file_dataset(name, file, text_column="text", label_column="label", test_file=None):
+    """The Spec of a user's dataset: a .csv or .parquet file (and optionally a test file) with a text column and a
+    label column. Its classes are the labels found, in sorted order: class names, or whole numbers."""
+    files = {"train": str(file), **({"test": str(test_file)} if test_file else {})}
+    s = Spec(None, None, "", tuple(files), text=(text_column,), label=label_column, name=name, files=files)
+    values = set()
+    for path in files.values():
+        values.update(class_value(v, row, path, label_column) for row, v in enumerate(read_file(path, s)[label_column]))
+    if len({isinstance(v, str) for v in values}) > 1:
+        raise DataError(f"{file}: column {label_column!r} mixes class names and numbers; use one kind of label")
+    classes = tuple(str(v) for v in sorted(values))
+    if len(classes) < 2:
+        raise DataError(f"{file}: column {label_column!r} holds {len(classes)} class(es) ({', '.join(classes)}); a "
+                        "classifier needs examples of at least two classes: check the label column")
+    return replace(s, classes=classes)
+
+
+def class_value(value, row, path, column):
+    """A user's label as a class name or a whole number (a whole float such as 2.0 included)."""
+    if value is None or isinstance(value, float) and np.isnan(value):
+        raise DataError(f"{path}: row {row} of column {column!r} has no label; fill it in or drop that row")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) or isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return value if isinstance(value, str) else int(value)
+    raise DataError(f"{path}: row {row} of column {column!r} has label {value!r}; a label must be a class name or a "
+                    "whole number: fix or drop that row")
+
+
+def read_file(path, s):
+    """A user's .csv or .parquet file as a `datasets.Dataset`."""
+    path = Path(path)
+    if path.suffix.lower() not in FILE_TYPES:
+        raise DataError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; a dataset file must be "
+                        f"{' or '.join(FILE_TYPES)}")
+    if not path.exists():
+        raise DataError(f"{path} does not exist; check the dataset's file path")
+    return read_parquet(path, s) if path.suffix.lower() == ".parquet" else read_csv(path, s)
+
+
+def check_columns(path, s, columns):
+    expected = list(s.text) + ([s.label] if s.label else [])
+    missing = [c for c in expected if c not in columns]
+    if missing:
+        fix = ("name the text and label columns with --text-column and --label-column (params: text_column, "
+               "label_column)" if s.files else f"a mirror file must keep the hub's schema with columns {', '.join(expected)}")
+        raise DataError(f"{path} lacks column(s) {', '.join(missing)} (it has: {', '.join(map(str, columns))}); {fix}")
+
+
+@contextmanager
+def quiet_datasets():
+    """No progress bars or log lines from `datasets` while it reads a file (our errors say what went wrong)."""
+    import datasets
+
+    bars, verbosity = datasets.is_progress_bar_enabled(), datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+        if bars:
+            datasets.enable_progress_bars()
+
+
 def read_parquet(path, s):
+    """A Parquet file as an in-memory `datasets.Dataset` through datasets' own Parquet reader; its Arrow cache is
+    written to a temporary directory, removed at once."""
     import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from datasets.table import InMemoryTable
 
+    damaged = "the file is damaged or truncated: copy it again"
     try:
-        table = pq.read_table(path)
+        columns = pq.read_schema(path).names
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"cannot read {path} ({e}); the file is damaged or truncated: copy it again") from e
-    expected = list(s.text) + ([s.label] if s.label else [])
-    missing = [c for c in expected if c not in table.column_names]
-    if missing:
-        raise DataError(
-            f"{path} lacks column(s) {', '.join(missing)} (it has: {', '.join(table.column_names)}); "
-            f"a mirror file must keep the hub's schema with columns {', '.join(expected)}"
-        )
+        raise DataError(f"cannot read {path} ({e}); {damaged}") from e
+    check_columns(path, s, columns)
+    try:
+        with tempfile.TemporaryDirectory(prefix="ulmfit-parquet-") as cache, quiet_datasets():
+            ds = datasets.Dataset.from_parquet(str(path), cache_dir=cache, keep_in_memory=True)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"cannot read {path} ({e}); {damaged}") from e
+    except datasets.exceptions.DatasetGenerationError as e:
+        raise DataError(f"cannot read {path} ({e.__cause__ or e}); {damaged}") from e
     for col in s.text:
-        if pa.types.is_binary(table.schema.field(col).type) or pa.types.is_large_binary(table.schema.field(col).type):
-            table = table.set_column(table.column_names.index(col), col, decode_utf8(table.column(col), path, col))
+        kind = ds.data.schema.field(col).type
+        if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            ds = ds.remove_columns(col).add_column(col, decode_utf8(ds.data.column(col), path, col))
         else:
             try:
-                table.column(col).validate(full=True)
+                ds.data.column(col).validate(full=True)
             except pa.ArrowInvalid as e:
                 raise DataError(f"{path}: column {col!r} holds text that is not valid UTF-8 ({e}); "
                                 "re-encode the file as UTF-8") from e
-    return datasets.Dataset(InMemoryTable(table))
+    return ds
+
+
+def read_csv(path, s):
+    """A CSV file (comma-separated UTF-8 with a header row) as an in-memory `datasets.Dataset`: text cells are read
+    as text (an empty cell is an empty text), an empty label cell is a missing label."""
+    import datasets
+
+    check_columns(path, s, list(_csv(path, nrows=0).columns))
+    frame = _csv(path, dtype={c: str for c in s.text}, keep_default_na=False, na_values={s.label: [""]})
+    return datasets.Dataset.from_pandas(frame, preserve_index=False)
+
+
+def _csv(path, **options):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, **options)
+    except (ValueError, OSError) as e:  # pandas' parser and decoding errors are ValueErrors
+        raise DataError(f"cannot read {path} as CSV ({' '.join(str(e).split())}); save it as comma-separated UTF-8 "
+                        "text with a header row") from e
 
 
 def decode_utf8(column, path, col):
@@ -154,12 +256,15 @@ def decode_utf8(column, path, col):
 def texts_and_labels(ds, name):
     """(texts, labels) of a loaded split; labels is None for unlabelled data (no column, or all -1)."""
     s = spec(name)
+    name = s.name
     columns = [ds[c] for c in s.text]
     texts = [" ".join("" if v is None else v for v in values) for values in zip(*columns)] if len(columns) > 1 \
         else ["" if v is None else v for v in columns[0]]
     if not s.label:
         return texts, None
     raw = ds[s.label]
+    if s.files:  # a user's labels: class names or whole numbers, named as in s.classes
+        raw = [str(class_value(v, row, name, s.label)) for row, v in enumerate(raw)]
     if all(v == -1 for v in raw):
         return texts, None
     return texts, np.array([label_id(v, row, name, s.classes) for row, v in enumerate(raw)], dtype=np.int64)
@@ -168,6 +273,7 @@ def texts_and_labels(ds, name):
 def labelled(ds, name, split):
     """(texts, labels) of a split that must be labelled (train or test of a classification dataset)."""
     texts, labels = texts_and_labels(ds, name)
+    name = spec(name).name
     if labels is None:
         raise DataError(f"{name}/{split} has no labels (every label is -1); a classifier needs a labelled {split} split: "
                         "check the label column")

@@ -1,15 +1,17 @@
 """Data-parallel language-model training on torch.distributed, started by torchrun.
 
-Every rank holds the whole model and trains on its share of the batch rows; gradients are
-averaged across ranks after each backward pass, so a step equals a single-process step on the
-global batch. Only rank 0 writes checkpoints, logs and outputs. Without torchrun (no WORLD_SIZE
-in the environment) everything here is a no-op.
+Every rank holds the whole model and trains on its share of the batch rows; torch's
+DistributedDataParallel averages the gradients across ranks during the backward pass, so a step
+equals a single-process step on the global batch. Only rank 0 writes checkpoints, logs and
+outputs. Without torchrun (no WORLD_SIZE in the environment) everything here is a no-op.
 """
 
 import os
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 
 def world_size():
@@ -46,17 +48,25 @@ def shard_rows(batch_size):
     return slice(rank() * per, (rank() + 1) * per)
 
 
-def average_gradients(params):
+class Loss(nn.Module):
+    """`model.loss` as a module's forward: DistributedDataParallel syncs gradients only after a
+    call of its own forward. Holds no parameters of its own; `model` is saved unwrapped."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        return self.model.loss(*args)
+
+
+def data_parallel_loss(model, device="cpu"):
+    """`model.loss`, through DistributedDataParallel under torchrun (every parameter of a language
+    model gets a gradient at every step, so no search for unused ones); model.loss itself otherwise."""
     if world_size() == 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world_size()
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
+        return model.loss
+    device_ids = [torch.device(device)] if torch.device(device).type == "cuda" else None
+    return DistributedDataParallel(Loss(model), device_ids=device_ids)
 
 
 def mean(value):

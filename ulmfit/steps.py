@@ -1,6 +1,6 @@
 """The ULMFiT steps, each reading and writing directories: prepare a dataset, pretrain a
 language model, fine-tune it on a target dataset, train a classifier, evaluate on the test
-split, predict. The command line (`ulmfit ...`) and the DVC stages (`experiments/*.py`) call
+split. The command line (`ulmfit ...`) and the DVC stages (`experiments/*.py`) call
 these functions and nothing else.
 
 Layout of a prepared dataset directory: vocab.json, info.json and Docs files train.npz (the
@@ -22,7 +22,7 @@ from . import data as D
 from . import distributed
 from .awd_lstm import Classifier, LanguageModel, transfer_vocab
 from .checkpoint import CheckpointError, check_vocab, load_model, load_weights, model_config, read, save_model
-from .config import LMConfig, check_prepare
+from .config import ConfigError, LMConfig, check_prepare
 from .io import atomic_dir, read_json, write_json
 from .text import Docs, Vocab, numericalize, tokenize, tokenize_texts
 from .train import confusion, error_rate, lm_loss, predict_probs, train_classifier, train_lm
@@ -113,9 +113,12 @@ def read_splits(dataset, info, mirror=None, valid_frac=0.1, split_seed=42, max_t
     The validation split is carved from train first (seeded, stratified); then the max_* caps
     take seeded stratified subsets (0 = no cap). Training texts left out of the labelled pool by
     max_train join the unlabelled texts. repartition_test > 0 splits the official test split into
-    train and test (AG News offline, whose train split is unavailable).
+    train and test (AG News offline, whose train split is unavailable). `dataset` is a name or a Spec (a user's
+    file dataset); one without a test split has its test split carved from train like the validation split
+    (valid_frac of each class, or repartition_test when set).
     """
     spec = D.spec(dataset)
+    dataset = spec.name
     splits = {}
 
     def keep(name, texts, labels, cap=0):
@@ -126,23 +129,25 @@ def read_splits(dataset, info, mirror=None, valid_frac=0.1, split_seed=42, max_t
 
     if not spec.label:  # a language-model corpus: one document per article
         for split, name in (("train", "train"), ("validation", "valid")):
-            articles = D.wiki_articles(D.load(dataset, split, mirror)["text"])
+            articles = D.wiki_articles(D.load(spec, split, mirror)["text"])
             if name == "train" and max_words:
                 order = np.random.default_rng(split_seed).permutation(len(articles))
                 words = np.cumsum([len(articles[i].split()) for i in order])
                 articles = [articles[i] for i in np.sort(order[: int(np.searchsorted(words, max_words)) + 1])]
             keep(name, articles, None)
         return splits
-    if repartition_test:
-        texts, labels = D.labelled(D.load(dataset, "test", mirror), dataset, "test")
-        train_idx, test_idx = D.train_valid_split(labels, repartition_test, split_seed)
-        info["repartitioned"] = (f"official test split ({len(labels):,} rows) re-partitioned, stratified and seeded: "
+    if repartition_test or "test" not in spec.splits:
+        source = "test" if "test" in spec.splits else "train"
+        texts, labels = D.labelled(D.load(spec, source, mirror), spec, source)
+        train_idx, test_idx = D.train_valid_split(labels, repartition_test or valid_frac, split_seed)
+        what = "official test split" if source == "test" else f"file {spec.files['train']}"
+        info["repartitioned"] = (f"{what} ({len(labels):,} rows) re-partitioned, stratified and seeded: "
                                  f"{len(train_idx):,} train, {len(test_idx):,} test")
         train = ([texts[i] for i in train_idx], labels[train_idx])
         test = ([texts[i] for i in test_idx], labels[test_idx])
     else:
-        train = D.labelled(D.load(dataset, "train", mirror), dataset, "train")
-        test = D.labelled(D.load(dataset, "test", mirror), dataset, "test")
+        train = D.labelled(D.load(spec, "train", mirror), spec, "train")
+        test = D.labelled(D.load(spec, "test", mirror), spec, "test")
     texts, labels, info["skipped_empty"]["train"] = _clean(*train, f"{dataset}/train")
     D.check_classes(labels, spec.classes, f"{dataset}/train")
     train_idx, valid_idx = D.train_valid_split(labels, valid_frac, split_seed)
@@ -154,25 +159,37 @@ def read_splits(dataset, info, mirror=None, valid_frac=0.1, split_seed=42, max_t
     # the dataset's own unlabelled split (IMDb's 50,000 reviews)
     unlabelled = [texts[i] for i in np.delete(train_idx, pool)]
     if "unsupervised" in spec.splits:
-        unlabelled += D.texts_and_labels(D.load(dataset, "unsupervised", mirror), dataset)[0]
+        unlabelled += D.texts_and_labels(D.load(spec, "unsupervised", mirror), spec)[0]
     if unlabelled:
         keep("unlabelled", unlabelled, None, max_unlabelled)
     return splits
 
 
 def prepare(dataset, out_dir, mirror=None, valid_frac=0.1, split_seed=42, max_vocab=60000, min_freq=3, workers=2,
-            progress=None, **caps):
+            progress=None, file=None, text_column=None, label_column=None, test_file=None, **caps):
     """Load, split, tokenize and numericalize one dataset into `out_dir`; returns its info dict.
 
     caps: max_train, max_valid, max_test, max_unlabelled, max_words, repartition_test (see read_splits).
+    file: the user's own .csv or .parquet dataset, named `dataset`, with columns text_column (default text) and
+    label_column (default label), and optionally a test_file (else test is carved from file).
     The vocabulary is built from the training pool and the unlabelled texts.
     """
+    own = {k: str(v) if isinstance(v, Path) else v for k, v in (("file", file), ("text_column", text_column),
+                                                                 ("label_column", label_column), ("test_file", test_file))
+           if v is not None}
     check_prepare({"valid_frac": valid_frac, "split_seed": split_seed, "max_vocab": max_vocab, "min_freq": min_freq,
-                   "workers": workers, **caps})
-    info = {"dataset": dataset, "classes": list(D.spec(dataset).classes), "skipped_empty": {}}
-    with atomic_dir(out_dir, "prepare", PREPARED_LAYOUT, [D.mirror_dir(mirror)]) as tmp:
+                   "workers": workers, **own, **caps})
+    if own and not file:
+        raise ConfigError(f"prepare: {', '.join(own)} describe a dataset read from a file; set file too "
+                          "(--dataset path/to/file.csv on the command line)")
+    spec = D.file_dataset(dataset, **own) if file else D.spec(dataset)
+    info = {"dataset": dataset, "classes": list(spec.classes), "skipped_empty": {}}
+    if file:
+        info["source"] = {**spec.files, "text_column": spec.text[0], "label_column": spec.label}
+    inputs = list(spec.files.values()) if file else [D.mirror_dir(mirror)]
+    with atomic_dir(out_dir, "prepare", PREPARED_LAYOUT, inputs) as tmp:
         with measured(info):
-            splits = read_splits(dataset, info, mirror, valid_frac, split_seed, **caps)
+            splits = read_splits(spec, info, mirror, valid_frac, split_seed, **caps)
             tokens = {name: tokenize_texts(texts, workers=workers, progress=progress) for name, (texts, _) in splits.items()}
             vocab = Vocab.build(tokens["train"] + tokens.get("unlabelled", []), max_size=max_vocab, min_freq=min_freq)
             for name, (_, labels) in splits.items():
@@ -393,32 +410,3 @@ def load_classifier(directory, device):
         raise CheckpointError(f"{directory} holds a language model, not a classifier; pass a folder written by "
                               "train-clf (a classifier whose model was kept)")
     return model, obj
-
-
-def predict(model_dirs, texts, device=None):
-    """[(label, probability)] for each text; several model directories are ensembled by
-    averaging their probabilities (e.g. a forward and a backward classifier)."""
-    if isinstance(model_dirs, (str, Path)):
-        model_dirs = [model_dirs]
-    if isinstance(texts, str):
-        texts = [texts]
-    if not texts:
-        raise D.DataError("no text to classify; pass texts as arguments or, with '-', one text per line on stdin")
-    for i, text in enumerate(texts):
-        if not text.strip():
-            raise D.DataError(f"text {i + 1} is empty or whitespace-only; give text to classify (with '-': no blank lines)")
-    device = device or default_device()
-    probs, classes = [], None
-    for directory in model_dirs:
-        model, obj = load_classifier(directory, device)
-        if classes is not None and obj["classes"] != classes:
-            raise ValueError(f"{directory} predicts classes {obj['classes']}, not {classes}; ensemble models of one task")
-        classes = obj["classes"]
-        vocab = Vocab(obj["vocab"])
-        docs = numericalize([tokenize(t) for t in texts], vocab)
-        if obj["meta"].get("direction") == "bwd":
-            docs = docs.reversed()
-        probs.append(predict_probs(model, docs, 64, device))
-    mean = np.mean(probs, axis=0)
-    return [(classes[int(i)], float(p[i])) for p, i in zip(mean, mean.argmax(1))]
-

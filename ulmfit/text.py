@@ -21,17 +21,18 @@ once per process and memoized, which is what makes this much faster than fastai 
 import html
 import itertools
 import operator
-import os
 import re
 import signal
-import threading
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing import get_context
+from multiprocessing.connection import wait
 
 import numpy as np
 
 from .progress import Progress
+
+from .io import atomic_path
 
 UNK, PAD, BOS, EOS, FLD, REP, WREP, UP, MAJ = ('xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxfld', 'xxrep', 'xxwrep', 'xxup',
                                                'xxmaj')
@@ -138,11 +139,7 @@ def _collect(results, total, progress):
     return out
 
 
-def _worker_signals():
-    """Pool workers leave Ctrl-C to the parent, which stops them (a worker interrupted mid-task can hang the pool),
-    and die at once on the SIGTERM the parent's pool.terminate() sends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+_STOP = (signal.SIGINT, signal.SIGTERM)
 
 
 def tokenize_texts(texts, workers: int = 2, progress=None) -> list[list[str]]:
@@ -153,20 +150,70 @@ def tokenize_texts(texts, workers: int = 2, progress=None) -> list[list[str]]:
     chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
     if workers <= 1 or len(chunks) <= 1:
         return _collect(map(_tokenize_chunk, chunks), len(texts), progress)
-    with _pool(workers) as pool:
-        return _collect(pool.imap(_tokenize_chunk, chunks), len(texts), progress)
-
-
-def _pool(workers):
-    """A process pool whose workers start with SIGTERM's default action, so that pool.terminate() stops every one,
-    even a worker stuck before it runs any Python code, whatever handler the parent has installed."""
-    if threading.current_thread() is not threading.main_thread():
-        return get_context().Pool(workers, initializer=_worker_signals)
-    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    results = _in_workers(chunks, workers)
     try:
-        return get_context().Pool(workers, initializer=_worker_signals)
+        return _collect(results, len(texts), progress)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        results.close()  # stops the workers at once, also on Ctrl-C, SIGTERM or an error
+
+
+def _in_workers(chunks, workers):
+    """Yield _tokenize_chunk(chunk) for every chunk in order, computed by `workers` processes that each get one
+    chunk at a time over a pipe of their own. The processes share no lock (multiprocessing.Pool's shared task
+    queue does, and its terminate() can wait forever for a lock that an idle worker holds), so killing them,
+    which closing this generator does, always ends at once."""
+    ctx = get_context()
+    procs, conns = zip(*(_start_worker(ctx) for _ in range(workers)))
+    try:
+        todo, busy, done = iter(enumerate(chunks)), {}, {}
+
+        def feed(conn):
+            for i, chunk in itertools.islice(todo, 1):
+                conn.send(chunk)
+                busy[conn] = i
+
+        for conn in conns:
+            feed(conn)
+        for i in range(len(chunks)):
+            while i not in done:
+                for conn in wait(list(busy)):
+                    try:
+                        done[busy.pop(conn)] = conn.recv()
+                    except EOFError:
+                        raise RuntimeError("a tokenization worker process died; run again with workers=1 to see "
+                                           "why") from None
+                    feed(conn)
+            yield done.pop(i)
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.join()
+
+
+def _start_worker(ctx):
+    """A worker process and the parent's end of its pipe. Ctrl-C and SIGTERM are blocked while it starts, so
+    that it never runs the parent's handlers: it ignores Ctrl-C (the parent stops it) and dies on SIGTERM."""
+    parent, child = ctx.Pipe()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP)
+    try:
+        proc = ctx.Process(target=_worker, args=(child,), daemon=True)
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    child.close()
+    return proc, parent
+
+
+def _worker(conn):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP)
+    try:
+        while True:
+            conn.send(_tokenize_chunk(conn.recv()))
+    except EOFError:  # the parent is gone
+        pass
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -343,21 +390,12 @@ class Docs:
         return cls(ids, offsets, np.concatenate([d.labels for d in docs_list]) if has else None)
 
     def save(self, path):
-        """Write an .npz file atomically: to a temporary file in the same directory, then os.replace."""
-        path = os.fspath(path)
+        """Write an .npz file atomically (io.atomic_path)."""
         arrays = {'ids': self.ids, 'offsets': self.offsets}
         if self.labels is not None:
             arrays['labels'] = self.labels
-        tmp = f'{path}.{os.getpid()}.tmp'
-        try:
-            with open(tmp, 'wb') as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+            np.savez(f, **arrays)
 
     @classmethod
     def load(cls, path) -> 'Docs':

@@ -224,6 +224,7 @@ class LMRun:
         groups = model.groups()
         self.opt = make_optimizer(cfg, groups, group_rates(len(groups), cfg.lr, cfg.discr))
         self.params = [p for g in groups for p in g]
+        self.step_loss = distributed.data_parallel_loss(model, device)  # model.loss; under torchrun through DDP
         self.pos, self.history, self.valid_losses, self.averager = lm_position(0, 0), [], [], None
         self.curve = LossCurve(total_steps, on_step)
 
@@ -278,11 +279,10 @@ class LMRun:
         factor = learning_rate(cfg.schedule, self.pos["step"], self.total_steps, 1.0, cfg.cut_frac, cfg.ratio)
         set_rates(self.opt, factor * (length / cfg.bptt if cfg.variable_bptt else 1.0))
         with autocast(cfg.precision, self.device):
-            loss, raw, dropped, state = self.model.loss(x, y, state)
+            loss, raw, dropped, state = self.step_loss(x, y, state)
             total = loss + ar_tar(raw, dropped, cfg.alpha, cfg.beta)
         self.opt.zero_grad()
-        total.backward()
-        distributed.average_gradients(self.params)
+        total.backward()  # under torchrun DDP averages the gradients across ranks here
         if cfg.clip:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
         self.opt.step()
