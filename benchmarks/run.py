@@ -575,18 +575,11 @@ def markdown(r):
              f"Produced by `python benchmarks/run.py{'' if device == 'cpu' else ' --device ' + device}`. Rates are medians "
              f"over repeated steps after warm-up; each case ran in its own process (peak memory: {memory}). Ratios compare "
              "rows measured in this same run.", ""]
-    if has(r, "lm_train"):
-        lines += lm_train_section(r)
-    if has(r, "lm_infer"):
-        lines += lm_infer_section(r)
-    if has(r, "softmax"):
-        lines += softmax_section(r)
-    if has(r, "clf_train"):
-        lines += clf_section(r)
-    if has(r, "tokenize"):
-        lines += tokenize_section(r)
-    if has(r, "predict"):
-        lines += predict_section(r)
+    sections = {"lm_train": lm_train_section, "lm_infer": lm_infer_section, "softmax": softmax_section,
+                "clf_train": clf_section, "tokenize": tokenize_section, "predict": predict_section}
+    for case, section in sections.items():
+        if has(r, case):
+            lines += section(r)
     lines += ["", "## Peak memory (MB) per case", "", "| Case | Config | Implementation | Peak MB |", "|---|---|---|---:|"]
     lines += [f"| {x['case']} | {x['config']} | {x['impl']} | {x.get('peak_mem_mb', 0):,.0f} |" for x in r["cases"] if "peak_mem_mb" in x]
     skipped = [x for x in r["cases"] if "skipped" in x or "error" in x]
