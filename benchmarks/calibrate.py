@@ -10,7 +10,6 @@ machine trains it at 15,600 tokens/s; the report divides by that to normalise it
 """
 
 import argparse
-import json
 import os
 import platform
 import time

@@ -23,6 +23,8 @@ PREPARE_KEYS = ["max_vocab", "min_freq", "max_train", "max_valid", "max_test", "
                 "file", "text_column", "label_column", "test_file"]  # the last four: your own dataset (see README)
 DATASET_KEYS = ["prepare", "budget", "balanced", "finetune_lm", "clf"]
 CORPUS_KEYS = ["name", "max_words"]
+GROUPS = {"lm_variants": ["from_same_name", "from_fwd", "from_nothing"],  # a stage group each in dvc.yaml; the first
+          "clf_variants": ["from_fwd", "from_same_name", "from_pretrained_fwd", "from_nothing"]}  # has the plain name
 
 
 def one_line_errors(kind, error, tb):
@@ -96,12 +98,7 @@ def load_params(path=None):
         if name not in p["pretrained"] or not isinstance(source, dict) or set(source) != {"weights", "vocab"}:
             raise ConfigError(f"{path}: pretrain_import.{name} must name a listed pretrained model and give its fastai "
                               "`weights` (.pth) and `vocab` (.pkl), e.g. {weights: lstm_fwd.pth, vocab: itos_wt103.pkl}")
-    variants = load_variants()
-    for key, kind in (("pretrained", "pretrain"), ("lm_variants", "lm"), ("clf_variants", "clf")):
-        for name in p[key]:
-            if name not in variants[kind]:
-                raise ConfigError(f"{path}: {key} lists unknown variant {name!r}; "
-                                  f"experiments/variants.yaml defines: {', '.join(variants[kind])}")
+    check_variants(p, load_variants(), path)
     # every config section must build
     model_config(p)
     from_dict(LMConfig, p["pretrain"], f"{path}: pretrain")
@@ -109,6 +106,51 @@ def load_params(path=None):
         dataset_config(p, name, LMConfig, "finetune_lm")
         dataset_config(p, name, ClfConfig, "clf")
     return p
+
+
+def check_variants(p, variants, path):
+    """Every listed variant exists, sits in the group of the model it starts from, and that model is trained."""
+    for name in p["pretrained"]:
+        if name not in variants["pretrain"]:
+            raise ConfigError(f"{path}: pretrained lists unknown variant {name!r}; "
+                              f"experiments/variants.yaml defines: {', '.join(variants['pretrain'])}")
+    for key, kind in (("lm_variants", "lm"), ("clf_variants", "clf")):
+        _check_keys(p[key], GROUPS[key], f"{path}: {key}")
+        for group in GROUPS[key]:
+            if not isinstance(p[key].get(group), list):
+                raise ConfigError(f"{path}: {key}.{group} must be a list of variants ([] for none)")
+            for name in p[key][group]:
+                if name not in variants[kind]:
+                    raise ConfigError(f"{path}: {key}.{group} lists unknown variant {name!r}; "
+                                      f"experiments/variants.yaml defines: {', '.join(variants[kind])}")
+                source, own = start_of(kind, name, variants)
+                if own != group:
+                    raise ConfigError(f"{path}: {key}.{group} lists {name}, which starts from "
+                                      f"{source or 'random weights'}; list it under {key}.{own}")
+                pool = "pretrained" if kind == "lm" or group == "from_pretrained_fwd" else "lm_variants"
+                if source and source not in (p[pool] if pool == "pretrained" else listed(p, pool)):
+                    raise ConfigError(f"{path}: {key}.{group} lists {name}, which starts from {source}; add "
+                                      f"{source} to {pool}")
+    if not {"ulmfit", "bwd"} <= set(listed(p, "clf_variants")):
+        raise ConfigError(f"{path}: clf_variants must list ulmfit and bwd: stage evaluate (the main results table) "
+                          "tests both")
+
+
+def start_of(kind, name, variants):
+    """(model, stage group) that LM or classifier variant `name` starts from; dvc.yaml has one stage group per
+    model read (from_...), so that each stage depends on exactly that model."""
+    source = variants[kind][name]["pretrained" if kind == "lm" else "lm"]
+    if source is None:
+        return None, "from_nothing"
+    if kind == "clf" and variants["lm"][source].get("text") == "labelled":  # fine-tuned inside the stage
+        source = variants["lm"][source]["pretrained"]
+        return source, f"from_pretrained_{source}"
+    return source, "from_same_name" if source == name else f"from_{source}"
+
+
+def listed(p, key):
+    """Every variant of params' lm_variants or clf_variants, over all groups."""
+    return [name for group in GROUPS[key] for name in p[key][group]]
 
 
 def load_variants():

@@ -15,6 +15,6 @@ p = load_params()
 results = {}
 with atomic_dir(ROOT / "runs" / "evaluate" / dataset, "evaluate", ("summary.json", "*.json")) as out:
     for seed in p["seeds"]:
-        models = {v: run_dir(dataset, v) / str(seed) for v in ("ulmfit", "backward") if v in p["clf_variants"]}
+        models = {v: run_dir(dataset, v) / str(seed) for v in ("ulmfit", "bwd")}
         results[seed] = steps.evaluate(data_dir(dataset), models, out / f"{seed}.json")
     write_json(out / "summary.json", results)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import yaml
-from common import ROOT, load_params, load_variants
+from common import ROOT, listed, load_params, load_variants
 
 from ulmfit.io import atomic_path, write_json, write_text
 from ulmfit.stats import fmt, mean_ci, paired_diff
@@ -151,7 +151,7 @@ def main_results(root, datasets, bow, paper, metrics):
         path = root / "runs" / "evaluate" / d / "summary.json"
         ev = read(path) if path.exists() else {}
         errors = {"fwd": {s: r["models"]["ulmfit"]["test_error"] for s, r in ev.items() if "ulmfit" in r["models"]},
-                  "bwd": {s: r["models"]["backward"]["test_error"] for s, r in ev.items() if "backward" in r["models"]},
+                  "bwd": {s: r["models"]["bwd"]["test_error"] for s, r in ev.items() if "bwd" in r["models"]},
                   "ensemble": {s: r["ensemble_test_error"] for s, r in ev.items() if "ensemble_test_error" in r},
                   "bow": by_seed(bow, "test_error", dataset=d, ablation=True) if len(bow) else {}}
         rows.append([name(d)] + [fmt(*mean_ci(e.values())[:2]) for e in errors.values()]
@@ -175,7 +175,7 @@ def ablation_sections(p, variants, runs, bow, paper, metrics):
     sections = []
     for key in ("table4", "table5", "table6", "table7"):
         spec = variants["tables"][key]
-        missing = [v for _, v in spec["rows"] if v not in p["clf_variants"]]
+        missing = [v for _, v in spec["rows"] if v not in listed(p, "clf_variants")]
         if missing:
             sections.append(f"## {spec['title']}\n\nNot run in this profile: {', '.join(missing)} not in clf_variants.\n")
             continue
@@ -190,7 +190,7 @@ def directions(p, variants, runs, paper):
     rows = []
     for key in SIGN_TABLES:
         for label, variant in variants["tables"][key]["rows"]:
-            if variant == "ulmfit" or variant not in p["clf_variants"]:
+            if variant == "ulmfit" or variant not in listed(p, "clf_variants"):
                 continue
             for d in p["datasets"]:
                 ours = by_seed(runs, "valid_error", kind="ablation", dataset=d, variant=variant)

@@ -81,14 +81,33 @@ def test_dvc_status_works_on_a_fresh_clone(tmp_path):
     assert "dvc status [stage]" in (ROOT / "README.md").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="not done: DVC 3.67's templating cannot derive a dep path from the variant's "
-                   "LM (no nested ${}, stage-level vars may not be interpolated, matrix stage names cannot be set: "
-                   "iterative/dvc#10904), so a classifier stage depends on every LM of its dataset. That reruns more "
-                   "than needed, never less")
+def test_every_stage_depends_on_exactly_the_models_it_reads():
+    """A fine-tuned LM depends on its pretrained LM only, a classifier on its own LM only (variants.yaml says which)."""
+    common = pytest.importorskip("common")  # experiments/ is on sys.path through conftest
+    variants, checked = common.load_variants(), 0
+    for stage in pytest.importorskip("dvc.repo").Repo(ROOT).index.stages:
+        script, *args = stage.cmd.split()[1:]
+        models = {str(Path(d.def_path)) for d in stage.deps if d.def_path.startswith("models/")}
+        if script.endswith(("finetune_lm.py", "train_clf.py")):
+            kind = "lm" if script.endswith("finetune_lm.py") else "clf"
+            source, group = common.start_of(kind, args[1], variants)
+            place = f"lm/{args[0]}" if kind == "clf" and group != "from_pretrained_fwd" else "pretrained"
+            assert models == ({f"models/{place}/{source}"} if source else set()), stage.addressing
+            checked += 1
+    assert checked > 50
+
+
 def test_a_one_cell_repro_runs_only_that_cells_chain():
     networkx = pytest.importorskip("networkx")
-    repo = pytest.importorskip("dvc.repo").Repo(ROOT)
-    graph = repo.index.graph
-    cell = next(s for s in graph if s.addressing == "train_clf@trec-ulmfit")
-    chain = {s.addressing for s in networkx.dfs_postorder_nodes(graph, cell)}
-    assert chain == {"prepare_corpus", "pretrain@fwd", "prepare@trec", "finetune_lm@trec-fwd", "train_clf@trec-ulmfit"}
+    graph = pytest.importorskip("dvc.repo").Repo(ROOT).index.graph
+
+    def chain(address):
+        cell = next(s for s in graph if s.addressing == address)
+        return {s.addressing for s in networkx.dfs_postorder_nodes(graph, cell)}
+
+    assert chain("train_clf@trec-ulmfit") == {"prepare_corpus", "pretrain@fwd", "prepare@trec", "finetune_lm@trec-fwd",
+                                              "train_clf@trec-ulmfit"}
+    assert chain("train_clf_from_same_name@trec-lm_none") == {
+        "prepare_corpus", "pretrain@fwd", "prepare@trec", "finetune_lm_from_fwd@trec-lm_none",
+        "train_clf_from_same_name@trec-lm_none"}
+    assert chain("curve_scratch@trec-100") == {"prepare@trec", "curve_scratch@trec-100"}

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from common import load_params
+from common import GROUPS, load_params
+
+from ulmfit.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,12 +38,33 @@ def test_paper_profile_dry_run_lists_the_whole_grid(tmp_path):
     stages = re.findall(r"Running stage '([^']+)'", result.stdout)
     p = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
     n, extra = len(p["datasets"]), len(p["extra_datasets"])
-    expected = {
-        "prepare@": n, "prepare_extra@": extra, "pretrain@": len(p["pretrained"]),
-        "finetune_lm@": n * len(p["lm_variants"]), "finetune_lm_extra@": extra * 2,
-        "train_clf@": n * len(p["clf_variants"]), "train_clf_extra@": extra * 2,
-        "curve@": n * 3 * len(p["curve_budgets"]), "bow@": n, "evaluate@": n, "evaluate_extra@": extra,
-    }
+    expected = {"prepare@": n, "prepare_extra@": extra, "pretrain@": len(p["pretrained"]), "bow@": n, "evaluate@": n,
+                "evaluate_extra@": extra, "finetune_lm_extra@": extra * 2, "train_clf_extra@": extra,
+                "train_clf_extra_bwd@": extra, "curve@": n * len(p["curve_budgets"]),
+                "curve_supervised@": n * len(p["curve_budgets"]), "curve_scratch@": n * len(p["curve_budgets"])}
+    for key, stage in (("lm_variants", "finetune_lm"), ("clf_variants", "train_clf")):
+        for i, group in enumerate(GROUPS[key]):  # the first group's stages have the plain name
+            expected[f"{stage}_{group}@" if i else f"{stage}@"] = n * len(p[key][group])
     for prefix, count in expected.items():
         assert len([s for s in stages if s.startswith(prefix)]) == count, prefix
     assert "report" in stages and "prepare_corpus" in stages
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["clf_variants"]["from_fwd"].append("bwd"), "clf_variants.from_fwd lists bwd, which starts from bwd; "
+                                                             "list it under clf_variants.from_same_name"),
+    (lambda p: p["lm_variants"]["from_same_name"].remove("bwd"), "clf_variants.from_same_name lists bwd, which starts "
+                                                                  "from bwd; add bwd to lm_variants"),
+    (lambda p: p["lm_variants"]["from_same_name"].append("lm_full"), "lm_variants.from_same_name lists lm_full, which "
+                                                                      "starts from fwd; list it under lm_variants.from_fwd"),
+    (lambda p: p["clf_variants"].update(from_fwd=["ulmfit", "scratch"]), "list it under clf_variants.from_nothing"),
+    (lambda p: p.update(clf_variants=["ulmfit", "bwd"]), "clf_variants must be a mapping"),
+])
+def test_a_variant_outside_the_group_of_the_model_it_reads_is_refused(tmp_path, edit, message):
+    """dvc.yaml's stage groups depend on one model each: a variant listed in the wrong group would read a model its
+    stage does not depend on."""
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(p)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_params(tmp_path / "params.yaml")

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 import report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -14,7 +13,8 @@ VARIANTS = {"tables": {"table6": {"rows": [["No LM fine-tuning", "lm_none"], ["F
                        "table7": {"rows": [["Last", "last"], ["Freez + cos", "freez_cos"], ["Freez + discr + stlr", "ulmfit"]]}}}
 PAPER = {"validation_error": {"ulmfit": {"imdb": 5.0}, "lm_none": {"imdb": 6.99}, "last": {"imdb": 6.49},
                               "freez_cos": {"imdb": 5.70}}}
-PARAMS = {"datasets": ["imdb"], "clf_variants": ["ulmfit", "lm_none", "last", "freez_cos"]}
+PARAMS = {"datasets": ["imdb"], "clf_variants": {"from_fwd": ["ulmfit", "last", "freez_cos"], "from_same_name": ["lm_none"],
+                                                "from_pretrained_fwd": [], "from_nothing": []}}
 
 
 def runs(errors):

@@ -9,6 +9,7 @@ from ulmfit.config import ClfConfig, LMConfig, ModelConfig
 from ulmfit.optim import AdamW
 from ulmfit.text import Docs
 from ulmfit.train import (
+    CURVE_POINTS,
     Averager,
     bptt_lengths,
     collate,
@@ -17,7 +18,6 @@ from ulmfit.train import (
     lm_loss,
     predict_probs,
     sortish_batches,
-    CURVE_POINTS,
     train_classifier,
     train_lm,
 )

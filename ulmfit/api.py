@@ -20,7 +20,8 @@ import torch
 
 from .checkpoint import CheckpointError, load_model
 from .data import DataError
-from .steps import default_device, load_classifier as load_classifier_model
+from .steps import default_device
+from .steps import load_classifier as load_classifier_model
 from .text import Vocab, numericalize, tokenize
 from .train import predict_probs
 

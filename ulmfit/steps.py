@@ -24,7 +24,7 @@ from .awd_lstm import Classifier, LanguageModel, transfer_vocab
 from .checkpoint import CheckpointError, check_vocab, load_model, load_weights, model_config, read, save_model
 from .config import ConfigError, LMConfig, check_prepare
 from .io import atomic_dir, read_json, write_json
-from .text import Docs, Vocab, numericalize, tokenize, tokenize_texts
+from .text import Docs, Vocab, numericalize, tokenize_texts
 from .train import confusion, error_rate, lm_loss, predict_probs, train_classifier, train_lm
 
 PREPARED_LAYOUT = ("info.json", "vocab.json", "*.npz")  # files of a prepared dataset, the key file first

@@ -30,9 +30,8 @@ from multiprocessing.connection import wait
 
 import numpy as np
 
-from .progress import Progress
-
 from .io import atomic_path
+from .progress import Progress
 
 UNK, PAD, BOS, EOS, FLD, REP, WREP, UP, MAJ = ('xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxfld', 'xxrep', 'xxwrep', 'xxup',
                                                'xxmaj')
