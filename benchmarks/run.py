@@ -90,8 +90,10 @@ def step_times(step, warmup, timed, device="cpu"):
     return times
 
 
-def median_rate(step, warmup, timed, amount, device="cpu"):
-    return amount / float(np.median(step_times(step, warmup, timed, device)))
+def spread(key, amounts, seconds):
+    """The median over repetitions of the rate amount / seconds, as `key`, with its min and max and the count."""
+    rates = [a / t for a, t in zip(amounts, seconds)]
+    return {key: float(np.median(rates)), f"{key}_min": min(rates), f"{key}_max": max(rates), "repetitions": len(rates)}
 
 
 def steps_for(config, device):
@@ -177,8 +179,8 @@ def lm_case(config, impl, train=True, device="cpu"):
             opt.step()
         state["losses"].append(loss.item())
 
-    rate = median_rate(step, warmup, timed, bs * bptt, device)
-    return {"tokens_per_s": rate, "peak_mem_mb": peak_mb(device)}
+    times = step_times(step, warmup, timed, device)
+    return {**spread("tokens_per_s", [bs * bptt] * timed, times), "peak_mem_mb": peak_mb(device)}
 
 
 def lm_loss_check(steps=40):
@@ -219,7 +221,8 @@ def fastai_config(emb, hidden, classifier=False):
 
 
 def stop_after(n, times, sizes, device="cpu"):
-    """A fastai callback that times each batch and cancels the fit after `n` batches."""
+    """A fastai callback that times each training batch and cancels the fit after `n` of them (validation batches,
+    forward only, are neither timed nor counted)."""
     from fastai.callback.core import Callback, CancelFitException
 
     class StopAfter(Callback):
@@ -228,6 +231,8 @@ def stop_after(n, times, sizes, device="cpu"):
             self.start = time.perf_counter()
 
         def after_batch(self):
+            if not self.training:
+                return
             synchronize(device)
             times.append(time.perf_counter() - self.start)
             sizes.append(len(self.learn.yb[0]))
@@ -263,12 +268,12 @@ def fastai_lm_case(config, batches, train, device):
                 model(x)
                 synchronize(device)
                 times.append(time.perf_counter() - start)
-    return {"tokens_per_s": bs * bptt / float(np.median(times[warmup:])), "peak_mem_mb": peak_mb(device)}
+    return {**spread("tokens_per_s", [bs * bptt] * len(times[warmup:]), times[warmup:]), "peak_mem_mb": peak_mb(device)}
 
 
 # ---------------------------------------------------------------- classifiers
 
-EPOCHS = 3  # timed epochs of 1,024 reviews; the rate is over all of them
+EPOCHS = 3  # timed epochs of 1,024 reviews: the repetitions of the rate
 
 
 def clf_case(config, impl, device="cpu", max_len=140):
@@ -286,12 +291,14 @@ def clf_case(config, impl, device="cpu", max_len=140):
     model = Classifier(vocab, 2, ModelConfig(emb_size=emb, hidden_size=hidden, **DROPOUTS), 70, max_len)
     cfg = ClfConfig(epochs=1, unfreeze="full", max_len=max_len, precision=impl.split("_")[1])
     train_classifier(model, docs.subset(np.arange(min(128, len(docs)))), None, cfg, device=device, progress=False)  # warm-up
-    synchronize(device)
-    start = time.perf_counter()
+    times = []
     for _ in range(EPOCHS):
+        synchronize(device)
+        start = time.perf_counter()
         train_classifier(model, docs, None, cfg, device=device, progress=False)
-    synchronize(device)
-    return {"docs_per_s": EPOCHS * len(docs) / (time.perf_counter() - start), "mean_tokens": float(docs.lengths.mean()),
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return {**spread("docs_per_s", [len(docs)] * EPOCHS, times), "mean_tokens": float(docs.lengths.mean()),
             "peak_mem_mb": peak_mb(device)}
 
 
@@ -321,15 +328,16 @@ def fastai_clf_case(docs, itos, emb, hidden, max_len, device):
     with learn.no_bar(), learn.no_logging():
         learn.fit(1, 1e-3, cbs=stop_after(2, [], [], device))  # warm-up
         learn.fit(EPOCHS, 1e-3, cbs=stop_after(EPOCHS * len(dl), times, sizes, device))
-    return {"docs_per_s": sum(sizes) / sum(times), "mean_tokens": float(docs.lengths.mean()), "peak_mem_mb": peak_mb(device)}
+    epochs = [slice(e * len(dl), (e + 1) * len(dl)) for e in range(EPOCHS)]
+    return {**spread("docs_per_s", [sum(sizes[e]) for e in epochs], [sum(times[e]) for e in epochs]),
+            "mean_tokens": float(docs.lengths.mean()), "peak_mem_mb": peak_mb(device)}
 
 
 # ---------------------------------------------------------------- tokenization and prediction
 
 
-def tokenize_case(impl):
-    """Tokenize all 100,000 IMDb texts, build a vocabulary (60k, min_freq 3) and numericalize them."""
-    texts = imdb_texts("train") + imdb_texts("test") + imdb_texts("unsupervised")
+def tokenize_one(impl, texts):
+    """Tokenize `texts`, build a vocabulary (60k, min_freq 3) and numericalize: (tokens, tokenize s, numericalize s)."""
     start = time.perf_counter()
     if impl == "fastai":
         from fastai.text.all import Numericalize
@@ -346,14 +354,22 @@ def tokenize_case(impl):
         tokens = tokenize_texts(texts, workers=2, progress=False)
         split = time.perf_counter()
         ids = numericalize(tokens, Vocab.build(tokens, max_size=60000, min_freq=3))
-    seconds = time.perf_counter() - start
     assert len(ids) == len(texts)
+    return tokens, split - start, time.perf_counter() - split
+
+
+def tokenize_case(impl):
+    """All 100,000 IMDb texts in three repetitions, each a third of them (every third text) tokenized, given its
+    own vocabulary and numericalized."""
     import pickle
 
+    texts = imdb_texts("train") + imdb_texts("test") + imdb_texts("unsupervised")
+    runs = [tokenize_one(impl, texts[i::3]) for i in range(3)]
     with open(ROOT / "benchmarks" / f".tokens_{impl}.pkl", "wb") as f:  # compared by compare_tokens()
-        pickle.dump(tokens, f)
-    return {"docs_per_s": len(texts) / seconds, "docs": len(texts), "seconds": seconds,
-            "tokenize_seconds": split - start, "numericalize_seconds": seconds - (split - start), "peak_mem_mb": peak_mb()}
+        pickle.dump([t for tokens, _, _ in runs for t in tokens], f)
+    return {**spread("docs_per_s", [len(texts[i::3]) for i in range(3)], [a + b for _, a, b in runs]), "docs": len(texts),
+            "seconds": sum(a + b for _, a, b in runs), "tokenize_seconds": sum(a for _, a, _ in runs),
+            "numericalize_seconds": sum(b for _, _, b in runs), "peak_mem_mb": peak_mb()}
 
 
 def compare_tokens():
@@ -398,15 +414,23 @@ def predict_case(config, impl, device="cpu"):
                ["neg", "pos"], meta={"direction": "fwd"})
     clf = load_classifier(directory, device)
     clf.predict(texts[:20])  # warm-up
-    synchronize(device)
-    start = time.perf_counter()
-    clf.predict(texts)
-    synchronize(device)
-    seconds = time.perf_counter() - start
+    times = timed_runs(lambda: clf.predict(texts), device)
     import shutil
 
     shutil.rmtree(directory)
-    return {"docs_per_s": n / seconds, "seconds": seconds, "peak_mem_mb": peak_mb(device)}
+    return {**spread("docs_per_s", [n] * len(times), times), "peak_mem_mb": peak_mb(device)}
+
+
+def timed_runs(run, device, repetitions=3):
+    """Seconds of each of `repetitions` calls of run()."""
+    times = []
+    for _ in range(repetitions):
+        synchronize(device)
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def fastai_predict_case(texts, emb, hidden, batched, device):
@@ -429,12 +453,8 @@ def fastai_predict_case(texts, emb, hidden, batched, device):
 
     with learn.no_bar(), learn.no_logging():
         run(texts[:20])  # warm-up
-        synchronize(device)
-        start = time.perf_counter()
-        run(texts)
-        synchronize(device)
-    seconds = time.perf_counter() - start
-    return {"docs_per_s": len(texts) / seconds, "seconds": seconds, "peak_mem_mb": peak_mb(device)}
+        times = timed_runs(lambda: run(texts), device)
+    return {**spread("docs_per_s", [len(texts)] * len(times), times), "peak_mem_mb": peak_mb(device)}
 
 
 # ---------------------------------------------------------------- the chunked softmax alone
@@ -555,6 +575,16 @@ def find(results, case, config, impl, key):
     return None
 
 
+def cell(r, case, config, impl, key):
+    """A measured rate as "median (min-max)" over its repetitions, or "–"."""
+    row = next((x for x in r["cases"] if (x["case"], x["config"], x["impl"]) == (case, config, impl) and x.get(key)), None)
+    if row is None:
+        return "–"
+    f = ",.0f" if row[key] >= 100 else ",.1f"
+    lo, hi = row.get(f"{key}_min"), row.get(f"{key}_max")
+    return f"{row[key]:{f}}" + ("" if lo is None else f" ({lo:{f}}-{hi:{f}})")
+
+
 def ratio(a, b):
     return "–" if not a or not b else f"{a / b:.2f}x"
 
@@ -572,9 +602,10 @@ def markdown(r):
     memory = "the process's peak resident memory" if device == "cpu" else "peak allocated GPU memory"
     lines = ["# Benchmarks", "", f"Machine: {r['machine']}; device {device}; torch {r['torch']}; fastai {r['fastai'] or 'not installed'}"
              + (f"; measured {r['measured']}" if r.get("measured") else "") + ". "
-             f"Produced by `python benchmarks/run.py{'' if device == 'cpu' else ' --device ' + device}`. Rates are medians "
-             f"over repeated steps after warm-up; each case ran in its own process (peak memory: {memory}). Ratios compare "
-             "rows measured in this same run.", ""]
+             f"Produced by `python benchmarks/run.py{'' if device == 'cpu' else ' --device ' + device}`. Rates: the median over "
+             "repetitions, with min-max in brackets (LM cases: timed steps after warm-up; classifiers: 3 epochs; "
+             "tokenization: three thirds of the texts; prediction: 3 passes over the texts); each case ran in its own "
+             f"process (peak memory: {memory}). Ratios compare the medians of rows measured in this same run.", ""]
     sections = {"lm_train": lm_train_section, "lm_infer": lm_infer_section, "softmax": softmax_section,
                 "clf_train": clf_section, "tokenize": tokenize_section, "predict": predict_section}
     for case, section in sections.items():
@@ -601,7 +632,7 @@ def lm_train_section(r):
         g = {i: find(r, "lm_train", c, i, "tokens_per_s") for i in ("ours_bf16", "ours_fp32", "ours_noreg_bf16", "plain_bf16",
                                                                   "plain_fp32", "fastai_fp32")}
         over = "–" if not (g["ours_bf16"] and g["ours_noreg_bf16"]) else f"{(g['ours_noreg_bf16'] / g['ours_bf16'] - 1) * 100:+.1f}%"
-        lines.append(f"| {c} {CONFIGS[c][:3]} | " + " | ".join(f"{v:,.0f}" if v else "–" for v in g.values())
+        lines.append(f"| {c} {CONFIGS[c][:3]} | " + " | ".join(cell(r, "lm_train", c, i, "tokens_per_s") for i in g)
                      + f" | {ratio(g['ours_fp32'], g['fastai_fp32'])} | {ratio(g['ours_bf16'], g['plain_bf16'])} | "
                      f"{ratio(g['ours_bf16'], g['fastai_fp32'])} | {over} | "
                      f"{find(r, 'lm_train', c, 'ours_bf16', 'peak_mem_mb') or 0:,.0f} |")
@@ -618,7 +649,7 @@ def lm_infer_section(r):
              "| **ours fp32 / fastai fp32** | ours fp32 / plain fp32 | ours bf16 / fastai fp32 (defaults) |", "|---|" + "---:|" * 7]
     for c in configs_of(r, "lm_infer"):
         g = {i: find(r, "lm_infer", c, i, "tokens_per_s") for i in ("ours_bf16", "ours_fp32", "plain_fp32", "fastai_fp32")}
-        lines.append(f"| {c} | " + " | ".join(f"{v:,.0f}" if v else "–" for v in g.values())
+        lines.append(f"| {c} | " + " | ".join(cell(r, "lm_infer", c, i, "tokens_per_s") for i in g)
                      + f" | {ratio(g['ours_fp32'], g['fastai_fp32'])} | {ratio(g['ours_fp32'], g['plain_fp32'])} | "
                      f"{ratio(g['ours_bf16'], g['fastai_fp32'])} |")
     return lines
@@ -655,7 +686,7 @@ def clf_section(r):
             "data loading between batches).", "",
             "| ours bf16 | ours fp32 | fastai fp32 | **ours fp32 / fastai fp32** | ours bf16 / fastai fp32 (defaults) |",
             "|---:|---:|---:|---:|---:|",
-            "| " + " | ".join(f"{v:,.0f}" if v else "–" for v in g.values())
+            "| " + " | ".join(cell(r, "clf_train", c, i, "docs_per_s") for i in g)
             + f" | {ratio(g['ours_fp32'], g['fastai_fp32'])} | {ratio(g['ours_bf16'], g['fastai_fp32'])} |"]
 
 
@@ -666,9 +697,10 @@ def tokenize_section(r):
             for i in ("ours", "fastai")}
     split = " / ".join(f"{i} {a:.0f} s + {b:.0f} s" for i, (a, b) in secs.items() if a is not None)
     lines = ["", "## Tokenization + numericalization: all 100,000 IMDb texts (documents/s, 2 workers)", "",
-             f"Vocabulary of at most 60,000 tokens with min_freq 3, as the paper's. Tokenize + numericalize: {split}.", "",
+             "Three repetitions, each a third of the texts tokenized, given its own vocabulary of at most 60,000 tokens "
+             f"with min_freq 3 (the paper's) and numericalized. Tokenize + numericalize, all three: {split}.", "",
              "| ours | fastai (spaCy) | ours / fastai | identical documents |", "|---:|---:|---:|---:|",
-             "| " + " | ".join(f"{v:,.0f}" if v else "–" for v in g.values()) + f" | {ratio(g['ours'], g['fastai'])} | "
+             "| " + " | ".join(cell(r, "tokenize", "-", i, "docs_per_s") for i in g) + f" | {ratio(g['ours'], g['fastai'])} | "
              + (f"{t['identical']:,} / {t['documents']:,} ({t['identical_fraction'] * 100:.3f}%)" if t else "–") + " |"]
     if t and t["differences"]:
         lines += ["", "Kinds of differences (first differing tokens, with one document index):", ""]
@@ -685,12 +717,9 @@ def predict_section(r):
             "The last columns time fastai's `learn.predict` called once per text.", "",
             "| `ulmfit predict` | fastai `test_dl` + `get_preds` | **ours / get_preds** | fastai `learn.predict` loop "
             "| ours / predict loop |", "|---:|---:|---:|---:|---:|",
-            f"| {rate(g['ours'])} | {rate(g['fastai_get_preds'])} | {ratio(g['ours'], g['fastai_get_preds'])} | "
-            f"{rate(g['fastai'])} | {ratio(g['ours'], g['fastai'])} |"]
-
-
-def rate(v):
-    return f"{v:,.1f}" if v else "–"
+            f"| {cell(r, 'predict', c, 'ours', 'docs_per_s')} | {cell(r, 'predict', c, 'fastai_get_preds', 'docs_per_s')} | "
+            f"{ratio(g['ours'], g['fastai_get_preds'])} | {cell(r, 'predict', c, 'fastai', 'docs_per_s')} | "
+            f"{ratio(g['ours'], g['fastai'])} |"]
 
 
 # ---------------------------------------------------------------- paper-profile smoke run

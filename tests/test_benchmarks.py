@@ -28,7 +28,10 @@ def test_the_device_run_measures_every_case_and_writes_results_gpu(tmp_path, mon
     for row in measured:
         assert "error" not in row, row
         assert row["peak_mem_mb"] > 0
-        assert row.get("tokens_per_s", 0) > 0 or row.get("docs_per_s", 0) > 0, row
+        key = "tokens_per_s" if "tokens_per_s" in row else "docs_per_s"
+        assert row[key] > 0, row
+        if row["case"] != "softmax":  # its range is in seconds
+            assert row[f"{key}_min"] <= row[key] <= row[f"{key}_max"] and row["repetitions"] >= 2, row
     softmax = {row["impl"]: row for row in measured if row["case"] == "softmax"}
     assert softmax["chunked_bf16"]["chunk_rows"] == 20971 and softmax["full_bf16"]["chunk_rows"] is None  # 16 MiB / (4 B x 200)
     assert softmax["chunked_bf16"]["min_seconds"] <= softmax["chunked_bf16"]["seconds"] <= softmax["chunked_bf16"]["max_seconds"]
@@ -77,3 +80,13 @@ def test_overhead_is_the_share_of_elapsed_time_outside_the_stages_work(tmp_path)
 def test_import_seconds_times_a_stage_scripts_imports_in_a_fresh_process():
     assert "experiments/train_clf.py" in run.stage_scripts() and "benchmarks/calibrate.py" in run.stage_scripts()
     assert 0 < run.import_seconds("experiments/common.py", repeats=1) < 60
+
+
+def test_a_rate_is_the_median_over_repetitions_shown_with_its_range():
+    assert run.spread("docs_per_s", [10, 10, 30], [1, 2, 1]) == {"docs_per_s": 10.0, "docs_per_s_min": 5.0,
+                                                                 "docs_per_s_max": 30.0, "repetitions": 3}
+    r = {"cases": [{"case": "predict", "config": "c", "impl": "ours", **run.spread("docs_per_s", [10, 10, 30], [1, 2, 1])},
+                   {"case": "lm_train", "config": "c", "impl": "ours_bf16", "tokens_per_s": 15616.9}]}
+    assert run.cell(r, "predict", "c", "ours", "docs_per_s") == "10.0 (5.0-30.0)"
+    assert run.cell(r, "lm_train", "c", "ours_bf16", "tokens_per_s") == "15,617"  # an older results.json: no range
+    assert run.cell(r, "predict", "c", "fastai", "docs_per_s") == "–"
