@@ -291,13 +291,7 @@ def clf_case(config, impl, device="cpu", max_len=140):
     model = Classifier(vocab, 2, ModelConfig(emb_size=emb, hidden_size=hidden, **DROPOUTS), 70, max_len)
     cfg = ClfConfig(epochs=1, unfreeze="full", max_len=max_len, precision=impl.split("_")[1])
     train_classifier(model, docs.subset(np.arange(min(128, len(docs)))), None, cfg, device=device, progress=False)  # warm-up
-    times = []
-    for _ in range(EPOCHS):
-        synchronize(device)
-        start = time.perf_counter()
-        train_classifier(model, docs, None, cfg, device=device, progress=False)
-        synchronize(device)
-        times.append(time.perf_counter() - start)
+    times = step_times(lambda: train_classifier(model, docs, None, cfg, device=device, progress=False), 0, EPOCHS, device)
     return {**spread("docs_per_s", [len(docs)] * EPOCHS, times), "mean_tokens": float(docs.lengths.mean()),
             "peak_mem_mb": peak_mb(device)}
 
@@ -414,23 +408,11 @@ def predict_case(config, impl, device="cpu"):
                ["neg", "pos"], meta={"direction": "fwd"})
     clf = load_classifier(directory, device)
     clf.predict(texts[:20])  # warm-up
-    times = timed_runs(lambda: clf.predict(texts), device)
+    times = step_times(lambda: clf.predict(texts), 0, 3, device)
     import shutil
 
     shutil.rmtree(directory)
     return {**spread("docs_per_s", [n] * len(times), times), "peak_mem_mb": peak_mb(device)}
-
-
-def timed_runs(run, device, repetitions=3):
-    """Seconds of each of `repetitions` calls of run()."""
-    times = []
-    for _ in range(repetitions):
-        synchronize(device)
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def fastai_predict_case(texts, emb, hidden, batched, device):
@@ -453,7 +435,7 @@ def fastai_predict_case(texts, emb, hidden, batched, device):
 
     with learn.no_bar(), learn.no_logging():
         run(texts[:20])  # warm-up
-        times = timed_runs(lambda: run(texts), device)
+        times = step_times(lambda: run(texts), 0, 3, device)
     return {**spread("docs_per_s", [len(texts)] * len(times), times), "peak_mem_mb": peak_mb(device)}
 
 
