@@ -268,7 +268,8 @@ def fastai_lm_case(config, batches, train, device):
                 model(x)
                 synchronize(device)
                 times.append(time.perf_counter() - start)
-    return {**spread("tokens_per_s", [bs * bptt] * len(times[warmup:]), times[warmup:]), "peak_mem_mb": peak_mb(device)}
+    times = times[warmup:]
+    return {**spread("tokens_per_s", [bs * bptt] * len(times), times), "peak_mem_mb": peak_mb(device)}
 
 
 # ---------------------------------------------------------------- classifiers
@@ -358,10 +359,11 @@ def tokenize_case(impl):
     import pickle
 
     texts = imdb_texts("train") + imdb_texts("test") + imdb_texts("unsupervised")
-    runs = [tokenize_one(impl, texts[i::3]) for i in range(3)]
+    parts = [texts[i::3] for i in range(3)]
+    runs = [tokenize_one(impl, part) for part in parts]
     with open(ROOT / "benchmarks" / f".tokens_{impl}.pkl", "wb") as f:  # compared by compare_tokens()
         pickle.dump([t for tokens, _, _ in runs for t in tokens], f)
-    return {**spread("docs_per_s", [len(texts[i::3]) for i in range(3)], [a + b for _, a, b in runs]), "docs": len(texts),
+    return {**spread("docs_per_s", [len(part) for part in parts], [a + b for _, a, b in runs]), "docs": len(texts),
             "seconds": sum(a + b for _, a, b in runs), "tokenize_seconds": sum(a for _, a, _ in runs),
             "numericalize_seconds": sum(b for _, _, b in runs), "peak_mem_mb": peak_mb()}
 
@@ -550,17 +552,20 @@ def run_all(out, device="cpu", plan=PLAN, name="results"):
     (out / f"{name}.md").write_text(markdown(results))
 
 
-def find(results, case, config, impl, key):
-    for row in results["cases"]:
-        if (row["case"], row["config"], row["impl"]) == (case, config, impl):
-            return row.get(key)
-    return None
+def measured(r, case, config, impl, key):
+    """The row of `case` at `config` by `impl` that measured `key`, or None."""
+    return next((x for x in r["cases"] if (x["case"], x["config"], x["impl"]) == (case, config, impl) and key in x), None)
+
+
+def find(r, case, config, impl, key):
+    row = measured(r, case, config, impl, key)
+    return row and row[key]
 
 
 def cell(r, case, config, impl, key):
     """A measured rate as "median (min-max)" over its repetitions, or "–"."""
-    row = next((x for x in r["cases"] if (x["case"], x["config"], x["impl"]) == (case, config, impl) and x.get(key)), None)
-    if row is None:
+    row = measured(r, case, config, impl, key)
+    if not (row and row[key]):
         return "–"
     f = ",.0f" if row[key] >= 100 else ",.1f"
     lo, hi = row.get(f"{key}_min"), row.get(f"{key}_max")
@@ -647,8 +652,7 @@ def softmax_section(r):
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for c in configs_of(r, "softmax"):
         for dtype in ("bf16", "fp32"):
-            a, b = (next((x for x in r["cases"] if (x["case"], x["config"], x["impl"]) == ("softmax", c, f"{k}_{dtype}")
-                          and "seconds" in x), None) for k in ("chunked", "full"))
+            a, b = (measured(r, "softmax", c, f"{k}_{dtype}", "seconds") for k in ("chunked", "full"))
             if not (a or b):
                 continue
             span = lambda x: "–" if not x else f"{x['seconds']:.3f} ({x['min_seconds']:.3f}-{x['max_seconds']:.3f})"  # noqa: E731
