@@ -33,7 +33,7 @@ def test_the_device_run_measures_every_case_and_writes_results_gpu(tmp_path, mon
         if row["case"] != "softmax":  # its range is in seconds
             assert row[f"{key}_min"] <= row[key] <= row[f"{key}_max"] and row["repetitions"] >= 2, row
     softmax = {row["impl"]: row for row in measured if row["case"] == "softmax"}
-    assert softmax["chunked_bf16"]["chunk_rows"] == 20971 and softmax["full_bf16"]["chunk_rows"] is None  # 16 MiB / (4 B x 200)
+    assert softmax["chunked_bf16"]["block_rows"] == 83886 and softmax["full_bf16"]["block_rows"] is None  # 32 MiB / (2 B x 200)
     assert softmax["chunked_bf16"]["min_seconds"] <= softmax["chunked_bf16"]["seconds"] <= softmax["chunked_bf16"]["max_seconds"]
     text = (tmp_path / "results-gpu.md").read_text()
     for heading in ("Language-model training", "chunked softmax", "Classifier training", "Inference: 1,000"):

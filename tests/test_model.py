@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from ulmfit import awd_lstm
 from ulmfit.awd_lstm import (
     AWDLSTM,
     Classifier,
@@ -11,7 +12,7 @@ from ulmfit.awd_lstm import (
     WeightDrop,
     ar_tar,
     concat_pool,
-    softmax_chunk,
+    softmax_block,
     transfer_vocab,
 )
 from ulmfit.config import ModelConfig
@@ -186,10 +187,15 @@ def test_bpt3c_equals_reading_each_document_whole():
             assert torch.allclose(pooled[i], expected[0], atol=1e-5), i
 
 
-def test_chunked_softmax_cross_entropy_matches_the_plain_one():
+@pytest.mark.parametrize("blocks", [False, True])
+def test_chunked_softmax_cross_entropy_matches_the_plain_one(blocks, monkeypatch):
+    if blocks:  # 300 rows in blocks of 100, each in softmax passes of 32 rows (the last one ragged)
+        monkeypatch.setattr(awd_lstm, "CPU_LOGITS_BYTES", 100 * 5000 * 4)
+        monkeypatch.setattr(awd_lstm, "MIN_BLOCK_ROWS", 1)
+        monkeypatch.setattr(awd_lstm, "SOFTMAX_ROWS", 32)
     torch.manual_seed(0)
     h = torch.randn(300, 8, requires_grad=True)
-    w = torch.randn(5000, 8, requires_grad=True)  # 5000 rows: several chunks of h
+    w = torch.randn(5000, 8, requires_grad=True)
     b = torch.randn(5000, requires_grad=True)
     y = torch.randint(0, 5000, (300,))
     ours = SoftmaxCrossEntropy.apply(h, w, b, y)
@@ -199,16 +205,20 @@ def test_chunked_softmax_cross_entropy_matches_the_plain_one():
     assert torch.allclose(ours, ref, atol=1e-5)
     for g, r in zip(grads, ref_grads):
         assert torch.allclose(g, r, atol=1e-6)
+    with torch.no_grad():  # evaluation: the loss alone
+        assert torch.allclose(SoftmaxCrossEntropy.apply(h, w, b, y, False), ref, atol=1e-5)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 products, fp32 softmax
         low = SoftmaxCrossEntropy.apply(h.to(torch.bfloat16), w, b, y)
     assert abs(low.item() - ref.item()) < 0.02 * ref.item()
 
 
-def test_the_softmax_chunk_fills_the_logits_budget_and_keeps_the_old_row_counts():
-    for vocab in (10_000, 20_000, 60_000, 200):  # the benchmarks' vocabularies: 419, 256 and 256 rows on a CPU
-        assert softmax_chunk(vocab, "cpu") == max(256, 2**22 // vocab)  # the row counts before the byte budget
-        assert softmax_chunk(vocab, "cuda") == max(256, 2**27 // vocab)
-    assert softmax_chunk(10_000, "cpu") * 10_000 * 4 <= 16 * 2**20 < (softmax_chunk(10_000, "cpu") + 1) * 10_000 * 4
+def test_the_softmax_block_fills_the_logits_budget_in_the_precision_of_h():
+    for vocab in (10_000, 20_000, 60_000, 200):  # the benchmarks' vocabularies: 1,677 / 838 / 279 rows in bf16 on a CPU
+        assert softmax_block(vocab, 2, "cpu") == max(256, 2**24 // vocab)
+        assert softmax_block(vocab, 4, "cpu") == max(256, 2**23 // vocab)
+        assert softmax_block(vocab, 2, "cuda") == max(256, 2**28 // vocab)
+    rows = softmax_block(60_000, 2, "cpu")
+    assert rows * 60_000 * 2 <= 32 * 2**20 < (rows + 1) * 60_000 * 2
 
 
 def test_language_model_loss_equals_cross_entropy_of_its_logits():

@@ -139,65 +139,74 @@ def detach_state(state):
     return None if state is None else [tuple(t.detach() for t in layer) for layer in state]
 
 
-CPU_LOGITS_BYTES = 16 * 2**20  # memory budget for one chunk's fp32 logits on a CPU
+CPU_LOGITS_BYTES = 32 * 2**20  # memory budget for one row block's logits on a CPU, in h's precision
 GPU_LOGITS_BYTES = 512 * 2**20  # the same on an accelerator
-MIN_CHUNK_ROWS = 256  # below this, the products of a large vocabulary lose speed (paper sizes: +19% LM tokens/s against 69 rows)
+MIN_BLOCK_ROWS = 256  # below this, the products of a large vocabulary lose speed
+SOFTMAX_ROWS = 256  # rows per fp32 softmax pass within a block (60 MB at a 60k vocabulary)
 
 
-def softmax_chunk(vocab_size, device_type):
-    """Rows per chunk of SoftmaxCrossEntropy: as many as the logits budget holds, at least MIN_CHUNK_ROWS.
-    On a CPU: 419 rows at a 10k vocabulary, 256 at 20k and 60k."""
+def softmax_block(vocab_size, element_size, device_type):
+    """Rows per block of SoftmaxCrossEntropy: as many as the logits budget holds, at least MIN_BLOCK_ROWS.
+    On a CPU in bf16: 1,677 rows at a 10k vocabulary, 838 at 20k, 279 at 60k."""
     budget = CPU_LOGITS_BYTES if device_type == "cpu" else GPU_LOGITS_BYTES
-    return max(MIN_CHUNK_ROWS, budget // (4 * vocab_size))
+    return max(MIN_BLOCK_ROWS, budget // (element_size * vocab_size))
 
 
 class SoftmaxCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of softmax(h @ weight.T + bias) against `targets`, over row chunks.
+    """Mean cross-entropy of softmax(h @ weight.T + bias) against `targets`, over row blocks.
 
-    The [rows, vocab] logits are never held whole: each chunk's are made, reduced to log-sum-exp
-    and dropped, and the backward pass makes them again. The products run in h's precision (bf16
-    under autocast), the softmax in fp32. Same value and gradients as
-    F.cross_entropy(F.linear(h, weight, bias), targets).
+    The loss is a scalar, so its gradients are those at an output gradient of 1 times the output
+    gradient. So the forward pass makes them: for each block of rows it makes the logits in h's
+    precision (bf16 under autocast), takes the softmax in fp32 passes of SOFTMAX_ROWS rows, writes
+    softmax - one-hot over the logits, and multiplies that by the weight and by the block's h; the
+    backward pass only scales the results. The whole [rows, vocab] logits are never held, and no
+    product is made twice. grads=False (evaluation) makes the loss only. Same value and gradients
+    as F.cross_entropy(F.linear(h, weight, bias), targets).
 
-    Measured (benchmarks/run.py --case softmax, forward + backward of one batch in bf16, median and min-max; a
-    2-core Xeon with AMX, 2026-12-02, while other work shared the CPU, load average 5-9): the chunks need 149 /
-    194 / 371 MB above the process's baseline against 280 / 1,065 / 3,060 MB for the whole logits at the 10k /
-    20k / 60k vocabularies of the cpu-profile / fastai-reference / paper cases, and take 4.1 s (3.4-5.1) /
-    13.6 s (7.9-14.9) / 25.4 s (21.5-35.6) against 1.7 s (1.6-1.9) / 6.4 s (5.0-8.0) / 13.0 s (12.2-15.7):
-    less memory, about half the speed under that load (timings on an idle machine are still to be made).
+    Measured (benchmarks/run.py --case softmax: forward + backward of one batch, median of the timed steps;
+    a quiet 2-core Xeon with AMX, 2026-12-02 07:07 UTC), at the 10k / 20k / 60k vocabularies of the
+    cpu-profile / fastai-reference / paper cases, in bf16: 0.057 / 0.316 / 2.40 s against 0.160 / 0.626 /
+    2.34 s for whole logits (2.8x / 2.0x / 0.97x their speed), with 136 / 265 / 295 MB above the process's
+    baseline against 280 / 1,064 / 3,062 MB. The earlier version, which made the logits again in the
+    backward pass, took 3.54 s at 60k the same day. In fp32 at 60k: 3.95 s and 249 MB against 3.54 s and
+    3,019 MB.
     """
 
     @staticmethod
-    def forward(ctx, h, weight, bias, targets):
-        chunk = softmax_chunk(weight.size(0), h.device.type)
-        w, lse = weight.to(h.dtype), torch.empty(h.size(0), device=h.device)
-        total = torch.zeros((), device=h.device)
+    def forward(ctx, h, weight, bias, targets, grads=True):
+        n, block = h.size(0), softmax_block(weight.size(0), h.element_size(), h.device.type)
+        w, b, total = weight.to(h.dtype), bias.float(), torch.zeros((), device=h.device)
+        grad_h, grad_w, grad_b = [None] * 3
+        if grads:
+            grad_h, grad_w, grad_b = torch.empty_like(h), torch.zeros(weight.shape, device=h.device), torch.zeros_like(b)
         with torch.autocast(h.device.type, enabled=False):
-            for i in range(0, h.size(0), chunk):
-                logits = torch.mm(h[i : i + chunk], w.t()).float() + bias.float()
-                lse[i : i + chunk] = torch.logsumexp(logits, dim=1)
-                total += lse[i : i + chunk].sum() - logits.gather(1, targets[i : i + chunk, None]).sum()
-        ctx.save_for_backward(h, weight, bias, targets, lse)
-        ctx.chunk = chunk
-        return total / h.size(0)
+            for i in range(0, n, block):
+                rows, tb = h[i : i + block], targets[i : i + block]
+                logits = torch.mm(rows, w.t())
+                for j in range(0, logits.size(0), SOFTMAX_ROWS):
+                    z, t = torch.add(logits[j : j + SOFTMAX_ROWS], b), tb[j : j + SOFTMAX_ROWS]  # z in fp32
+                    top = z.amax(dim=1, keepdim=True)
+                    total -= z.gather(1, t[:, None]).sum()
+                    p = z.sub_(top).exp_()
+                    sums = p.sum(dim=1, keepdim=True)
+                    total += (top + sums.log()).sum()  # log-sum-exp
+                    if grads:
+                        p.div_(sums)[torch.arange(p.size(0), device=p.device), t] -= 1  # softmax - one-hot
+                        logits[j : j + SOFTMAX_ROWS] = p
+                        grad_b += p.sum(dim=0)
+                if grads:
+                    grad_h[i : i + block] = torch.mm(logits, w)
+                    grad_w.add_(torch.mm(logits.t(), rows))
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.dtypes = weight.dtype, bias.dtype
+        return total / n
 
     @staticmethod
     def backward(ctx, grad):
-        h, weight, bias, targets, lse = ctx.saved_tensors
-        w, c = weight.to(h.dtype), ctx.chunk
-        grad_h = torch.empty_like(h)
-        grad_w = torch.zeros(weight.shape, device=h.device)
-        grad_b = torch.zeros(bias.shape, device=h.device)
-        with torch.autocast(h.device.type, enabled=False):
-            for i in range(0, h.size(0), c):
-                p = (torch.mm(h[i : i + c], w.t()).float() + bias.float()).sub_(lse[i : i + c, None]).exp_()
-                p[torch.arange(p.size(0), device=p.device), targets[i : i + c]] -= 1  # softmax - one-hot
-                p.mul_(grad.float() / h.size(0))
-                q = p.to(h.dtype)
-                grad_h[i : i + c] = torch.mm(q, w)
-                grad_w += torch.mm(q.t(), h[i : i + c]).float()
-                grad_b += p.sum(dim=0)
-        return grad_h, grad_w.to(weight.dtype), grad_b.to(bias.dtype), None
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        scale = grad.float() / grad_h.size(0)
+        w_dtype, b_dtype = ctx.dtypes
+        return (grad_h * scale).to(grad_h.dtype), (grad_w * scale).to(w_dtype), (grad_b * scale).to(b_dtype), None, None
 
 
 class LanguageModel(nn.Module):
@@ -228,7 +237,8 @@ class LanguageModel(nn.Module):
         """
         raw, dropped, state = self.features(ids, state)
         h = dropped.reshape(-1, dropped.size(-1))
-        loss = SoftmaxCrossEntropy.apply(h, self.decoder.weight, self.decoder.bias, targets.reshape(-1))
+        loss = SoftmaxCrossEntropy.apply(h, self.decoder.weight, self.decoder.bias, targets.reshape(-1),
+                                         torch.is_grad_enabled())
         return loss, raw, dropped, state
 
     def groups(self):
