@@ -278,10 +278,10 @@ class LMRun:
         cfg, length = self.cfg, x.shape[1]
         factor = learning_rate(cfg.schedule, self.pos["step"], self.total_steps, 1.0, cfg.cut_frac, cfg.ratio)
         set_rates(self.opt, factor * (length / cfg.bptt if cfg.variable_bptt else 1.0))
+        self.opt.zero_grad()  # before the forward pass: the last step's gradients are not held beside its activations
         with autocast(cfg.precision, self.device):
             loss, raw, dropped, state = self.step_loss(x, y, state)
             total = loss + ar_tar(raw, dropped, cfg.alpha, cfg.beta)
-        self.opt.zero_grad()
         total.backward()  # under torchrun DDP averages the gradients across ranks here
         if cfg.clip:
             torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
@@ -468,10 +468,10 @@ class ClassifierRun:
         cfg = self.cfg
         ids, lengths, labels, _ = collate(docs, batch, self.model.encoder.pad_idx, self.device)
         set_rates(self.opt, learning_rate(cfg.schedule, self.pos["step"], self.total_steps, 1.0, cfg.cut_frac, cfg.ratio))
+        self.opt.zero_grad()
         with autocast(cfg.precision, self.device):
             logits = self.model(ids, lengths)
         loss = F.cross_entropy(logits.float(), labels)
-        self.opt.zero_grad()
         loss.backward()
         if cfg.clip:
             torch.nn.utils.clip_grad_norm_(live, cfg.clip)
