@@ -46,7 +46,7 @@ def load_runs(root):
                          "n_train": m["n_train"], "n_select": m.get("n_select", 0), "valid_error": m["valid_error"], "train_loss": m["train_loss"],
                          "loss_flatness": m["loss_flatness"], "best_epoch": m["best_epoch"], "epochs": len(m["history"]),
                          "wall_s": m["wall_s"], "peak_mem_mb": m["peak_mem_mb"], "started": m["started"],
-                         "finished": m["finished"]})
+                         "finished": m["finished"], "own_lm": m.get("own_lm")})
     return pd.DataFrame(rows)
 
 
@@ -377,6 +377,8 @@ def cost_frame(root, infos, runs):
     rows = [(stage, inst, m["wall_s"], m["peak_mem_mb"], m["started"], m["finished"]) for stage, inst, m in stages]
     rows += [("train_clf" if r.kind == "ablation" else "curve", f"{r.dataset}/{r.variant}/{r.seed}", r.wall_s, r.peak_mem_mb,
               r.started, r.finished) for r in runs.itertuples()]
+    rows += [("finetune_lm (own LM of a supervised run)", f"{r.dataset}/{r.variant}/{r.seed}", r.own_lm["wall_s"],
+              r.own_lm["peak_mem_mb"], r.own_lm["started"], r.own_lm["finished"]) for r in runs.itertuples() if r.own_lm]
     return pd.DataFrame(rows, columns=["stage", "instance", "wall_s", "peak_mem_mb", "started", "finished"])
 
 

@@ -30,11 +30,13 @@ cfg, lm, keep, direction = clf_variant(p, dataset, name)
 out = run_dir(dataset, name, curve_budget)
 for seed in p["seeds"]:
     with tempfile.TemporaryDirectory() as own_lm:
+        lm_record = None
         if lm == "supervised":
             lm_cfg, pretrained, text, _ = lm_variant(p, dataset, lm)
-            steps.finetune_lm(data_dir(dataset), own_lm, lm_cfg, pretrained_dir(pretrained), model_config(p), direction,
-                              text, budget, balanced, seed, resume=resume_file("lm", out.name, dataset, seed))
+            lm_record = steps.finetune_lm(data_dir(dataset), own_lm, lm_cfg, pretrained_dir(pretrained), model_config(p),
+                                          direction, text, budget, balanced, seed,
+                                          resume=resume_file("lm", out.name, dataset, seed))
         steps.train_clf(data_dir(dataset), out / str(seed), cfg,
                         own_lm if lm == "supervised" else lm_dir(dataset, lm) if lm else None, model_config(p),
                         direction, budget, balanced, seed, keep_model=keep,
-                        resume=resume_file("clf", out.parent.name, out.name, seed))
+                        resume=resume_file("clf", out.parent.name, out.name, seed), own_lm=lm_record)

@@ -121,6 +121,9 @@ def test_cost_is_normalized_by_the_calibration_of_the_same_run(run):
     expected = cost["elapsed_minutes"] * calibration["tokens_per_s"] / calibration["reference_tokens_per_s"]
     assert cost["normalized_minutes"] == pytest.approx(expected, abs=0.02)
     assert "Normalized minutes" in (work / "reports" / "index.md").read_text()
+    own = [json.loads(path.read_text())["own_lm"] for path in (work / "runs").glob("*/trec/supervised*/*/metrics.json")]
+    assert own and all(lm["wall_s"] > 0 for lm in own)  # a supervised run's own LM fine-tuning counts as stage work
+    assert f"| finetune_lm (own LM of a supervised run) | {len(own)} | " in (work / "reports" / "index.md").read_text()
 
 
 def test_metrics_and_plots_commands_work(run):

@@ -334,15 +334,18 @@ def selection_split(labels, chosen, size, seed):
 
 
 def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction="fwd", budget=0, balanced=True,
-              seed=0, keep_model=True, device=None, progress=None, resume=None):
+              seed=0, keep_model=True, device=None, progress=None, resume=None, own_lm=None):
     """Train a classifier on `budget` labelled examples (0 = the whole pool) and report its
     validation error. Early stopping (clf_cfg.early_stop) chooses the epoch on `selection_split`,
     never on the validation split. The encoder comes from the fine-tuned language model in `lm_dir`, or from
-    random weights of `model_cfg` when lm_dir is None (training from scratch)."""
+    random weights of `model_cfg` when lm_dir is None (training from scratch). `own_lm`: the record of
+    a language model fine-tuned for this run alone (the supervised variant); its times are kept."""
     device = device or default_device()
     info = read_json(Path(data_dir) / "info.json")
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "budget": budget, "lm": str(lm_dir) if lm_dir else None}
+    if own_lm:
+        record["own_lm"] = {k: own_lm[k] for k in ("started", "finished", "wall_s", "peak_mem_mb", "valid_ppl")}
     with atomic_dir(out_dir, "train-clf", MODEL_LAYOUT, [data_dir, lm_dir]) as tmp:
         with measured(record):
             pool = load_prepared(data_dir, "train", direction)
