@@ -124,6 +124,10 @@ def check_variants(p, variants, path):
                     raise ConfigError(f"{path}: {key}.{group} lists unknown variant {name!r}; "
                                       f"experiments/variants.yaml defines: {', '.join(variants[kind])}")
                 source, own = start_of(kind, name, variants)
+                if own not in GROUPS[key]:
+                    raise ConfigError(f"{path}: {key}.{group} lists {name}, which starts from {source} under another "
+                                      f"name; dvc.yaml has no stage group for that: in variants.yaml, name it "
+                                      f"{source} or start it from fwd")
                 if own != group:
                     raise ConfigError(f"{path}: {key}.{group} lists {name}, which starts from "
                                       f"{source or 'random weights'}; list it under {key}.{own}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from common import GROUPS, load_params
+from common import GROUPS, check_variants, load_params, load_variants
 
 from ulmfit.config import ConfigError
 
@@ -68,3 +68,14 @@ def test_a_variant_outside_the_group_of_the_model_it_reads_is_refused(tmp_path, 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_params(tmp_path / "params.yaml")
+
+
+def test_a_variant_starting_from_a_differently_named_model_other_than_fwd_is_refused():
+    """dvc.yaml reads fwd or a model of the variant's own name; an LM bwd2 from pretrained bwd has no stage group."""
+    p = load_params()
+    variants = load_variants()
+    variants["lm"]["bwd2"] = {**variants["lm"]["bwd"], "pretrained": "bwd"}
+    p["lm_variants"]["from_same_name"].append("bwd2")
+    with pytest.raises(ConfigError, match=re.escape("lm_variants.from_same_name lists bwd2, which starts from bwd under "
+                                                    "another name; dvc.yaml has no stage group for that")):
+        check_variants(p, variants, "params.yaml")
