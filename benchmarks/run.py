@@ -170,10 +170,10 @@ def lm_case(config, impl, train=True, device="cpu"):
     def step():
         x, y = batches[state["i"] % len(batches)]
         state["i"] += 1
+        opt.zero_grad()  # before the forward pass, as ulmfit/train.py does
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16), torch.set_grad_enabled(train):
             loss = loss_fn(x, y)
         if train:
-            opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
             opt.step()
@@ -445,13 +445,13 @@ def fastai_predict_case(texts, emb, hidden, batched, device):
 
 
 def softmax_case(config, impl, device="cpu"):
-    """Forward and backward of the decoder's loss on one batch of random features: ours over row chunks
+    """Forward and backward of the decoder's loss on one batch of random features: ours over row blocks
     (SoftmaxCrossEntropy) or F.cross_entropy of the whole [rows, vocab] logits (impl "full_..."). The extra
     memory is the peak over the process's peak before the first step."""
     import torch
     import torch.nn.functional as F
 
-    from ulmfit.awd_lstm import SoftmaxCrossEntropy, softmax_chunk
+    from ulmfit.awd_lstm import SoftmaxCrossEntropy, softmax_block
 
     emb, _, vocab, bs, bptt, *_ = CONFIGS[config]
     warmup, timed = steps_for(config, device)
@@ -475,7 +475,7 @@ def softmax_case(config, impl, device="cpu"):
     times = step_times(step, warmup, timed, device)
     return {"seconds": float(np.median(times)), "min_seconds": min(times), "max_seconds": max(times), "steps": timed,
             "tokens_per_s": bs * bptt / float(np.median(times)), "extra_peak_mem_mb": peak_mb(device) - before,
-            "chunk_rows": None if impl.startswith("full") else softmax_chunk(vocab, torch.device(device).type),
+            "block_rows": None if impl.startswith("full") else softmax_block(vocab, h.element_size(), torch.device(device).type),
             "peak_mem_mb": peak_mb(device)}
 
 
@@ -645,10 +645,10 @@ def lm_infer_section(r):
 def softmax_section(r):
     lines = ["", "## The decoder's loss alone: chunked softmax against full logits (forward + backward)", "",
              "One batch of random features (rows = batch x BPTT, the config's embedding size) against the config's "
-             "vocabulary: ours over row chunks (ulmfit/awd_lstm.py SoftmaxCrossEntropy) or F.cross_entropy of the whole "
+             "vocabulary: ours over row blocks (ulmfit/awd_lstm.py SoftmaxCrossEntropy) or F.cross_entropy of the whole "
              "logits. Seconds per step: median (min-max); extra memory: the peak above the process's peak before the "
              "first step.", "",
-             "| Config | dtype | chunk rows | chunked s | full s | **full s / chunked s** | chunked extra MB | full extra MB |",
+             "| Config | dtype | block rows | chunked s | full s | **full s / chunked s** | chunked extra MB | full extra MB |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for c in configs_of(r, "softmax"):
         for dtype in ("bf16", "fp32"):
@@ -656,7 +656,7 @@ def softmax_section(r):
             if not (a or b):
                 continue
             span = lambda x: "–" if not x else f"{x['seconds']:.3f} ({x['min_seconds']:.3f}-{x['max_seconds']:.3f})"  # noqa: E731
-            lines.append(f"| {c} {CONFIGS[c][:3]} | {dtype} | {a['chunk_rows'] if a else '–'} | {span(a)} | {span(b)} | "
+            lines.append(f"| {c} {CONFIGS[c][:3]} | {dtype} | {a['block_rows'] if a else '–'} | {span(a)} | {span(b)} | "
                          f"{ratio(b and b['seconds'], a and a['seconds'])} | "
                          + " | ".join("–" if not x else f"{x['extra_peak_mem_mb']:,.0f}" for x in (a, b)) + " |")
     return lines
