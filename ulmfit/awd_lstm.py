@@ -179,12 +179,17 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
         grad_h, grad_w, grad_b = [None] * 3
         if grads:
             grad_h, grad_w, grad_b = torch.empty_like(h), torch.zeros(weight.shape, device=h.device), torch.zeros_like(b)
+        # the scratch buffers keep one size whatever the number of rows, so that steps of varying length reuse
+        # the same memory (freed blocks of ever-changing sizes fragment the allocator's heap)
+        logits_buf = torch.empty(min(block, n), weight.size(0), device=h.device, dtype=h.dtype)
+        z_buf = torch.empty(min(SOFTMAX_ROWS, block, n), weight.size(0), device=h.device)
         with torch.autocast(h.device.type, enabled=False):
             for i in range(0, n, block):
                 rows, tb = h[i : i + block], targets[i : i + block]
-                logits = torch.mm(rows, w.t())
+                logits = torch.mm(rows, w.t(), out=logits_buf[: rows.size(0)])
                 for j in range(0, logits.size(0), SOFTMAX_ROWS):
-                    z, t = torch.add(logits[j : j + SOFTMAX_ROWS], b), tb[j : j + SOFTMAX_ROWS]  # z in fp32
+                    t = tb[j : j + SOFTMAX_ROWS]
+                    z = torch.add(logits[j : j + SOFTMAX_ROWS], b, out=z_buf[: t.size(0)])  # fp32
                     top = z.amax(dim=1, keepdim=True)
                     total -= z.gather(1, t[:, None]).sum()
                     p = z.sub_(top).exp_()
@@ -195,7 +200,7 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
                         logits[j : j + SOFTMAX_ROWS] = p
                         grad_b += p.sum(dim=0)
                 if grads:
-                    grad_h[i : i + block] = torch.mm(logits, w)
+                    torch.mm(logits, w, out=grad_h[i : i + block])
                     grad_w.add_(torch.mm(logits.t(), rows))
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         ctx.dtypes = weight.dtype, bias.dtype
