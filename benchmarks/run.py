@@ -104,29 +104,6 @@ def steps_for(config, device):
 # ---------------------------------------------------------------- language models
 
 
-def plain_lm(vocab, emb, hidden):
-    import torch
-    from torch import nn
-
-    class Plain(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embedding = nn.Embedding(vocab, emb)
-            sizes = [emb, hidden, hidden, emb]
-            self.rnns = nn.ModuleList(nn.LSTM(sizes[i], sizes[i + 1], batch_first=True) for i in range(3))
-            self.decoder = nn.Linear(emb, vocab)
-            self.decoder.weight = self.embedding.weight
-
-        def loss(self, x, y):
-            h = self.embedding(x)
-            for rnn in self.rnns:
-                h, _ = rnn(h)
-            logits = self.decoder(h)
-            return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
-
-    return Plain()
-
-
 def lm_batches(vocab, bs, bptt):
     """(input, target) batches of real IMDb text, consecutive slices of one token stream."""
     import torch
@@ -153,6 +130,8 @@ def lm_case(config, impl, train=True, device="cpu"):
     if impl.startswith("fastai"):
         return fastai_lm_case(config, batches, train, device)
     if impl.startswith("plain"):
+        from calibrate import plain_lm
+
         model = plain_lm(vocab, emb, hidden)
         loss_fn = model.loss
     else:

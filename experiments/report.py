@@ -407,7 +407,7 @@ def cost_section(root, cost, metrics):
         metrics["cost"].update(calibration_tokens_per_s=round(rate, 1), normalized_minutes=round(normalized, 2))
         text += (f"\nCalibration (stage `calibrate`, measured on this machine in this run, {calib['measured']}): "
                  f"{rate:,.0f} LM-training tokens/s (median of {calib['steps']} timed steps, 10-90% of steps "
-                 f"{calib['slow_tokens_per_s']:,.0f}-{calib['fast_tokens_per_s']:,.0f}) on the fixed `cpu-profile` case of benchmarks/run.py (128/192/10k, bf16); the "
+                 f"{calib['slow_tokens_per_s']:,.0f}-{calib['fast_tokens_per_s']:,.0f}) on benchmarks/calibrate.py's fixed case (torch's own LSTM LM at the cpu-profile sizes 128/192/10k, bf16: none of this suite's code); the "
                  f"reference machine runs it at {ref:,}. Normalized minutes = elapsed x calibration / {ref:,} = "
                  f"{elapsed:.1f} x {rate:,.0f} / {ref:,} = **{normalized:.1f}**.\n")
     return text
