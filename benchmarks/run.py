@@ -20,7 +20,6 @@ checked, because this machine's timings are noisy.
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -496,16 +495,24 @@ def has_fastai():
 
 
 def machine(device):
-    import torch
+    from ulmfit.precision import device_name
 
-    cpu = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    return cpu if device == "cpu" else f"{torch.cuda.get_device_name(torch.device(device))} ({cpu})"
+    cpu = f"{device_name('cpu')}, {os.cpu_count()} cores"
+    return cpu if device == "cpu" else f"{device_name(device)} ({cpu})"
+
+
+def auto_precision(device):
+    """(the precision `auto` picks on device, why): the benchmark measures bf16 cases only where it is bf16."""
+    from ulmfit.precision import native_bf16, resolve
+
+    return resolve("auto", device), native_bf16(__import__("torch").device(device).type)[1]
 
 
 def run_all(out, device="cpu", plan=PLAN, name="results"):
     """Every case of `plan` in its own process on `device`; writes out/<name>.json and out/<name>.md."""
+    auto, why = auto_precision(device)
     results = {"machine": machine(device), "device": device, "torch": __import__("torch").__version__, "fastai": None,
-               "measured": time.strftime("%Y-%m-%d %H:%M %Z"), "cases": []}
+               "measured": time.strftime("%Y-%m-%d %H:%M %Z"), "precision_auto": auto, "precision_reason": why, "cases": []}
     fastai_ok = has_fastai()
     if fastai_ok:
         import fastai
@@ -515,6 +522,10 @@ def run_all(out, device="cpu", plan=PLAN, name="results"):
         if impl.startswith("fastai") and not fastai_ok:
             results["cases"].append({"case": case, "config": config, "impl": impl,
                                      "skipped": "fastai is not installed (pip install -e '.[bench]')"})
+            continue
+        if auto == "fp32" and (impl.endswith("bf16") or case == "lm_loss_check"):
+            results["cases"].append({"case": case, "config": config, "impl": impl,
+                                     "skipped": f"precision auto runs fp32 on this {device}: {why}"})
             continue
         print(f"{case} {config} {impl} ...", flush=True)
         proc = subprocess.run([sys.executable, __file__, "--case", case, "--config", config, "--impl", impl,
@@ -568,6 +579,7 @@ def markdown(r):
     memory = "the process's peak resident memory" if device == "cpu" else "peak allocated GPU memory"
     lines = ["# Benchmarks", "", f"Machine: {r['machine']}; device {device}; torch {r['torch']}; fastai {r['fastai'] or 'not installed'}"
              + (f"; measured {r['measured']}" if r.get("measured") else "") + ". "
+             + (f"Precision `auto` picks {r['precision_auto']} here ({r['precision_reason']}). " if r.get("precision_auto") else "") +
              f"Produced by `python benchmarks/run.py{'' if device == 'cpu' else ' --device ' + device}`. Rates: the median over "
              "repetitions, with min-max in brackets (LM cases: timed steps after warm-up; classifiers: 3 epochs; "
              "tokenization: three thirds of the texts; prediction: 3 passes over the texts); each case ran in its own "
@@ -717,7 +729,8 @@ def smoke(device="cpu", profile=ROOT / "profiles" / "paper.yaml", lm_steps=300, 
     clf_docs = numericalize(tokens[len(texts):], vocab, labels)
     result = {"profile": str(profile), "device": device, "machine": machine(device), "torch": torch.__version__,
               "measured": time.strftime("%Y-%m-%d %H:%M %Z"), "emb_size": model_cfg.emb_size,
-              "hidden_size": model_cfg.hidden_size, "vocab_size": vocab_size, "precision": lm_cfg.precision}
+              "hidden_size": model_cfg.hidden_size, "vocab_size": vocab_size,
+              "precision": auto_precision(device)[0] if lm_cfg.precision == "auto" else lm_cfg.precision}
 
     torch.manual_seed(0)
     lm = LanguageModel(vocab_size, model_cfg)

@@ -11,6 +11,7 @@ from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_k
 from ulmfit.data import DATASETS, DataError
 from ulmfit.interrupt import stop_cleanly
 from ulmfit.io import OutputError
+from ulmfit.precision import kernel_error
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = Path(os.environ.get("ULMFIT_PARAMS", ROOT / "params.yaml"))
@@ -28,14 +29,14 @@ GROUPS = {"lm_variants": ["from_same_name", "from_fwd", "from_nothing"],  # a st
 
 
 def one_line_errors(kind, error, tb):
-    """Every stage script imports this module: a config, data or output error prints one line naming the problem and
-    the fix, and the script exits with code 2; Ctrl-C or SIGTERM exit with 130 or 143 after the step has removed
+    """Every stage script imports this module: a config, data or output error, or a backend kernel's error (named
+    with the device and precision), prints one line naming the problem and the fix, and the script exits with code 2; Ctrl-C or SIGTERM exit with 130 or 143 after the step has removed
     its temporary files; anything else keeps its traceback."""
     if issubclass(kind, KeyboardInterrupt):
         print(f"{Path(sys.argv[0]).name}: interrupted; the stage's outputs were not changed", file=sys.stderr)
         code = interrupt_code(error)
-    elif issubclass(kind, (ConfigError, DataError, OutputError)):
-        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+    elif issubclass(kind, (ConfigError, DataError, OutputError)) or kernel_error(error):
+        print(f"{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}: error: {kernel_error(error) or error}", file=sys.stderr)
         code = 2
     else:
         return sys.__excepthook__(kind, error, tb)

@@ -46,7 +46,8 @@ def load_runs(root):
                          "n_train": m["n_train"], "n_select": m.get("n_select", 0), "valid_error": m["valid_error"], "train_loss": m["train_loss"],
                          "loss_flatness": m["loss_flatness"], "best_epoch": m["best_epoch"], "epochs": len(m["history"]),
                          "wall_s": m["wall_s"], "peak_mem_mb": m["peak_mem_mb"], "started": m["started"],
-                         "finished": m["finished"], "own_lm": m.get("own_lm")})
+                         "finished": m["finished"], "own_lm": m.get("own_lm"), "precision": m.get("precision"),
+                         "device_name": m.get("device_name")})
     return pd.DataFrame(rows)
 
 
@@ -374,12 +375,26 @@ def cost_frame(root, infos, runs):
     stages += [("bow", path.stem, read(path)) for path in sorted((root / "runs" / "bow").glob("*.json"))]
     stages += [("evaluate", path.parent.name, read(path)) for path in sorted((root / "runs" / "evaluate").glob("*/*.json"))
                if path.name != "summary.json"]
-    rows = [(stage, inst, m["wall_s"], m["peak_mem_mb"], m["started"], m["finished"]) for stage, inst, m in stages]
+    rows = [(stage, inst, m["wall_s"], m["peak_mem_mb"], m["started"], m["finished"], m.get("precision"),
+             m.get("device_name")) for stage, inst, m in stages]
     rows += [("train_clf" if r.kind == "ablation" else "curve", f"{r.dataset}/{r.variant}/{r.seed}", r.wall_s, r.peak_mem_mb,
-              r.started, r.finished) for r in runs.itertuples()]
+              r.started, r.finished, r.precision, r.device_name) for r in runs.itertuples()]
     rows += [("finetune_lm (own LM of a supervised run)", f"{r.dataset}/{r.variant}/{r.seed}", r.own_lm["wall_s"],
-              r.own_lm["peak_mem_mb"], r.own_lm["started"], r.own_lm["finished"]) for r in runs.itertuples() if r.own_lm]
-    return pd.DataFrame(rows, columns=["stage", "instance", "wall_s", "peak_mem_mb", "started", "finished"])
+              r.own_lm["peak_mem_mb"], r.own_lm["started"], r.own_lm["finished"], r.precision, r.device_name)
+             for r in runs.itertuples() if r.own_lm]
+    return pd.DataFrame(rows, columns=["stage", "instance", "wall_s", "peak_mem_mb", "started", "finished", "precision",
+                                       "device_name"])
+
+
+def precision_text(cost, calib):
+    """Which precision and device the runs computed in (ulmfit/precision.py), and metrics' record of it."""
+    used = cost.dropna(subset=["precision"]).groupby(["precision", "device_name"]).size()
+    if used.empty:
+        return "Precision: not recorded by these runs (they predate `precision: auto`; the default then was bf16).", {}
+    parts = [f"{p} on {d} ({n} runs)" for (p, d), n in used.items()]
+    record = {"precision": "/".join(sorted({p for p, _ in used.index})), "device_name": "/".join(sorted({d for _, d in used.index}))}
+    where = f"; calibration: {calib['precision']} on {calib['device_name']}" if calib and "precision" in calib else ""
+    return f"Precision (`auto` unless params set it): {', '.join(parts)}{where}.", record
 
 
 def cost_section(root, cost, metrics):
@@ -387,12 +402,13 @@ def cost_section(root, cost, metrics):
     calib = read(calib_path) if calib_path.exists() else None
     if calib:
         cost = pd.concat([cost, pd.DataFrame([("calibrate", "cpu-profile", calib["finished"] - calib["started"], float("nan"),
-                                               calib["started"], calib["finished"])], columns=cost.columns)])
+                                               calib["started"], calib["finished"], None, None)], columns=cost.columns)])
     summary = cost.groupby("stage", sort=False).agg(runs=("instance", "count"), wall_s=("wall_s", "sum"),
                                                     peak=("peak_mem_mb", "max")).reset_index()
     elapsed = (cost.finished.max() - cost.started.min()) / 60
+    used, record = precision_text(cost, calib)
     metrics["cost"] = {"work_minutes": round(cost.wall_s.sum() / 60, 2), "elapsed_minutes": round(elapsed, 2),
-                       "peak_mem_mb": float(cost.peak_mem_mb.max())}
+                       "peak_mem_mb": float(cost.peak_mem_mb.max()), **record}
     text = ("## Cost: wall time and peak memory\n\nWork inside each stage (runs: model trainings, several per "
             "stage process), summed per stage; peak: the largest resident memory of any one process. Elapsed: from "
             "the first stage's start to the last training's end, which adds process start-up and DVC's own time.\n\n"
@@ -400,15 +416,15 @@ def cost_section(root, cost, metrics):
                        [[r.stage, r.runs, f"{r.wall_s / 60:.1f}", "–" if pd.isna(r.peak) else f"{r.peak:.0f}"]
                         for r in summary.itertuples()])
             + f"\n\nSum of stage work: {cost.wall_s.sum() / 60:.1f} min. Elapsed: {elapsed:.1f} min. Outside the stages' "
-            f"own work (process start-up, imports, DVC): {max(0.0, elapsed - cost.wall_s.sum() / 60):.1f} min.\n")
+            f"own work (process start-up, imports, DVC): {max(0.0, elapsed - cost.wall_s.sum() / 60):.1f} min.\n\n{used}\n")
     if calib:
         rate, ref = calib["tokens_per_s"], calib["reference_tokens_per_s"]
         normalized = elapsed * rate / ref
         metrics["cost"].update(calibration_tokens_per_s=round(rate, 1), normalized_minutes=round(normalized, 2))
         text += (f"\nCalibration (stage `calibrate`, measured on this machine in this run, {calib['measured']}): "
                  f"{rate:,.0f} LM-training tokens/s (median of {calib['steps']} timed steps, 10-90% of steps "
-                 f"{calib['slow_tokens_per_s']:,.0f}-{calib['fast_tokens_per_s']:,.0f}) on benchmarks/calibrate.py's fixed case (torch's own LSTM LM at the cpu-profile sizes 128/192/10k, bf16: none of this suite's code); the "
-                 f"reference machine runs it at {ref:,}. Normalized minutes = elapsed x calibration / {ref:,} = "
+                 f"{calib['slow_tokens_per_s']:,.0f}-{calib['fast_tokens_per_s']:,.0f}) on benchmarks/calibrate.py's fixed case (torch's own LSTM LM at the cpu-profile sizes 128/192/10k, {calib.get('precision', 'bf16')}: none of this suite's engine); the "
+                 f"reference machine runs it at {ref:,} (in bf16). Normalized minutes = elapsed x calibration / {ref:,} = "
                  f"{elapsed:.1f} x {rate:,.0f} / {ref:,} = **{normalized:.1f}**.\n")
     return text
 

@@ -1,4 +1,5 @@
-"""End to end: the real `dvc repro` on the tiny profile, in a temporary copy of the repository."""
+"""End to end: the real `dvc repro` on the tiny profile, in a temporary copy of the repository, on a CPU without a bf16
+LSTM kernel (oneDNN capped at AVX2, as on an AVX2-only CPU, whatever this machine has): `precision: auto` runs fp32."""
 
 import json
 import os
@@ -15,7 +16,8 @@ from common import listed
 
 ROOT = Path(__file__).resolve().parents[1]
 # the venv's bin first, so `dvc` (and the stages' `python`) resolve without an activated venv, as in CI
-ENV = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+ENV = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           ONEDNN_MAX_CPU_ISA="AVX2")
 
 
 def mirror():
@@ -120,7 +122,11 @@ def test_cost_is_normalized_by_the_calibration_of_the_same_run(run):
     assert cost["calibration_tokens_per_s"] == pytest.approx(calibration["tokens_per_s"], abs=0.1)
     expected = cost["elapsed_minutes"] * calibration["tokens_per_s"] / calibration["reference_tokens_per_s"]
     assert cost["normalized_minutes"] == pytest.approx(expected, abs=0.02)
-    assert "Normalized minutes" in (work / "reports" / "index.md").read_text()
+    report = (work / "reports" / "index.md").read_text()
+    assert "Normalized minutes" in report
+    # no bf16 LSTM kernel under the cap: every run and the calibration computed in fp32, and the report says so
+    assert (cost["precision"], calibration["precision"]) == ("fp32", "fp32") and calibration["device_name"] in report
+    assert "Precision (`auto` unless params set it): fp32 on " in report
     own = [json.loads(path.read_text())["own_lm"] for path in (work / "runs").glob("*/trec/supervised*/*/metrics.json")]
     assert own and all(lm["wall_s"] > 0 for lm in own)  # a supervised run's own LM fine-tuning counts as stage work
     assert f"| finetune_lm (own LM of a supervised run) | {len(own)} | " in (work / "reports" / "index.md").read_text()

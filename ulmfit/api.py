@@ -10,6 +10,9 @@
     lm.next_token_probs("This film is", k=5)           # [(token, probability)], the most likely first
     lm.perplexity("This film is great.")               # exp(mean next-token cross-entropy)
 
+Both take device= ("cpu", "cuda"; default: cuda when available) and precision= ("auto", the default:
+bf16 where the device runs it natively, fp32 elsewhere; or "fp32", "bf16").
+
 A backward language model reads the text from its end, so its "next" token is the one before the text.
 """
 
@@ -20,6 +23,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_model
 from .data import DataError
+from .precision import autocast, resolve
 from .steps import default_device
 from .steps import load_classifier as load_classifier_model
 from .text import Vocab, numericalize, tokenize
@@ -42,8 +46,9 @@ def check_texts(texts):
 class TextClassifier:
     """One classifier folder, or several of one task whose probabilities are averaged."""
 
-    def __init__(self, directories, device=None):
+    def __init__(self, directories, device=None, precision="auto"):
         self.device = device or default_device()
+        self.precision = resolve(precision, self.device)
         self.members, self.classes = [], None
         for directory in [directories] if isinstance(directories, (str, Path)) else directories:
             model, obj = load_classifier_model(directory, self.device)
@@ -58,7 +63,8 @@ class TextClassifier:
         probs = []
         for model, vocab, direction in self.members:
             docs = numericalize(tokens, vocab)
-            probs.append(predict_probs(model, docs.reversed() if direction == "bwd" else docs, batch_size, self.device))
+            probs.append(predict_probs(model, docs.reversed() if direction == "bwd" else docs, batch_size, self.device,
+                                       self.precision))
         return np.mean(probs, axis=0)
 
     def predict(self, texts, batch_size=64):
@@ -69,8 +75,9 @@ class TextClassifier:
 class TextLanguageModel:
     """A pretrained or fine-tuned language model folder."""
 
-    def __init__(self, directory, device=None):
+    def __init__(self, directory, device=None, precision="auto"):
         self.device = device or default_device()
+        self.precision = resolve(precision, self.device)
         self.model, obj = load_model(directory, self.device)
         if obj["kind"] != "lm":
             raise CheckpointError(f"{directory} holds a classifier, not a language model; pass a folder written by "
@@ -84,7 +91,8 @@ class TextLanguageModel:
 
     @torch.no_grad()
     def next_token_probs(self, text, k=10):
-        logits = self.model(self._ids(text))[0][0, -1].float()
+        with autocast(self.precision, self.device):
+            logits = self.model(self._ids(text))[0][0, -1].float()
         probs, ids = torch.softmax(logits, -1).topk(k)
         return [(self.vocab.itos[i], float(p)) for p, i in zip(probs.tolist(), ids.tolist())]
 
@@ -93,12 +101,13 @@ class TextLanguageModel:
         ids = self._ids(text)
         if ids.shape[1] < 2:
             raise DataError("perplexity needs a text of at least one token")
-        return float(torch.exp(self.model.loss(ids[:, :-1], ids[:, 1:])[0]))
+        with autocast(self.precision, self.device):
+            return float(torch.exp(self.model.loss(ids[:, :-1], ids[:, 1:])[0]))
 
 
-def load_classifier(directories, device=None):
-    return TextClassifier(directories, device)
+def load_classifier(directories, device=None, precision="auto"):
+    return TextClassifier(directories, device, precision)
 
 
-def load_language_model(directory, device=None):
-    return TextLanguageModel(directory, device)
+def load_language_model(directory, device=None, precision="auto"):
+    return TextLanguageModel(directory, device, precision)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_keys, from_dict, number
+from .config import PRECISIONS, ClfConfig, ConfigError, LMConfig, ModelConfig, check_keys, from_dict, number
 from .interrupt import stop_cleanly
 
 
@@ -44,8 +44,12 @@ def configs(args, train_cls):
     return model, train
 
 
+PRECISION_HELP = "auto (default): bf16 where the device runs it natively, fp32 elsewhere"
+
+
 def add_config_args(p):
-    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override a config value (see ulmfit/config.py)")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override a config value (see ulmfit/config.py), e.g. "
+                                                                  "precision=fp32 (default auto)")
     p.add_argument("--params", help="a params.yaml to read model and training values from")
     p.add_argument("--section", help="the params section holding the training values")
     p.add_argument("--seed", type=int, default=0)
@@ -105,11 +109,13 @@ def build_parser():
     p.add_argument("--model", action="append", required=True, help="classifier directory (repeat to ensemble)")
     p.add_argument("--out", required=True, help="JSON file to write")
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
 
     p = sub.add_parser("predict", help="print the label and probability for each text")
     p.add_argument("--model", action="append", required=True, help="classifier directory (repeat to ensemble)")
     p.add_argument("texts", nargs="+", help="texts to classify ('-' reads one text per line from stdin)")
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     return parser
 
 
@@ -162,10 +168,10 @@ def run(args):
         print(f"validation error {r['valid_error']:.4f} ({r['n_train']} training examples)")
     elif args.command == "evaluate":
         models = {f"model{i}": m for i, m in enumerate(args.model)}
-        print(json.dumps(steps.evaluate(args.data, models, args.out, args.device), indent=2))
+        print(json.dumps(steps.evaluate(args.data, models, args.out, args.device, precision=args.precision), indent=2))
     elif args.command == "predict":
         texts = check_texts(sys.stdin.read().splitlines() if args.texts == ["-"] else args.texts)
-        for label, prob in load_classifier(args.model, args.device).predict(texts):
+        for label, prob in load_classifier(args.model, args.device, args.precision).predict(texts):
             print(f"{label}\t{prob:.4f}")
 
 
@@ -174,8 +180,13 @@ def main(argv=None):
     exit_code = stop_cleanly()
     try:
         run(args)
-    except (ValueError, OSError) as e:  # our errors name the problem and the fix
-        print(f"ulmfit {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as e:  # our errors name the problem and the fix
+        from .precision import kernel_error
+
+        error = kernel_error(e) if isinstance(e, RuntimeError) else e
+        if error is None:  # a bug: keep its traceback
+            raise
+        print(f"ulmfit {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print(f"ulmfit {args.command}: interrupted; nothing was written", file=sys.stderr)

@@ -8,7 +8,7 @@ and impossible values with a message that names the key and the fix.
 import re
 from dataclasses import asdict, dataclass, fields, replace
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the device runs it natively (ulmfit/precision.py)
 
 
 class ConfigError(ValueError):
@@ -60,7 +60,7 @@ class LMConfig:
     eval_every: int = 0  # steps between validations (0 = once per epoch)
     max_tokens: int = 0  # train on at most this many tokens of the corpus (0 = all)
     max_valid_tokens: int = 0  # validate on at most this many tokens (0 = all)
-    precision: str = "bf16"
+    precision: str = "auto"
     ckpt_every: int = 200  # steps between resumable checkpoints
 
 
@@ -87,7 +87,7 @@ class ClfConfig:
     min_steps: int = 0  # add epochs until there are at least this many updates (small label budgets)
     early_stop: bool = False  # keep the epoch with the best selection-split error (about 10 checks per run)
     patience: int = 0  # stop after this many checks without improvement (0 = never)
-    precision: str = "bf16"
+    precision: str = "auto"
     ckpt_every: int = 200  # steps between resumable checkpoints
 
 

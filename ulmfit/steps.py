@@ -24,6 +24,7 @@ from .awd_lstm import Classifier, LanguageModel, transfer_vocab
 from .checkpoint import CheckpointError, check_vocab, load_model, load_weights, model_config, read, save_model
 from .config import ConfigError, LMConfig, check_prepare
 from .io import atomic_dir, read_json, write_json
+from .precision import describe
 from .text import Docs, Vocab, numericalize, tokenize_texts
 from .train import confusion, error_rate, lm_loss, predict_probs, train_classifier, train_lm
 
@@ -230,7 +231,8 @@ def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, de
     data-parallel over the processes, rank 0 writing the outputs)."""
     device = distributed.setup(device)
     vocab = load_vocab(corpus_dir)
-    record = {"direction": direction, "seed": seed, "processes": distributed.world_size()}
+    record = {"direction": direction, "seed": seed, "processes": distributed.world_size(),
+              **describe(lm_cfg.precision, device)}
     with output_dir(out_dir, "pretrain", [corpus_dir]) as tmp:
         with measured(record):
             torch.manual_seed(seed)
@@ -275,7 +277,8 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
     device = distributed.setup(device)
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "text": text, "budget": budget,
-              "pretrained": str(pretrained_dir) if pretrained_dir else None, "processes": distributed.world_size()}
+              "pretrained": str(pretrained_dir) if pretrained_dir else None, "processes": distributed.world_size(),
+              **describe(lm_cfg.precision if lm_cfg else "auto", device)}
     with output_dir(out_dir, "finetune-lm", [data_dir, pretrained_dir]) as tmp:
         with measured(record):
             torch.manual_seed(seed)
@@ -298,7 +301,7 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
                 end()
                 record["valid_ppl"] = record["history"][-1]["valid_ppl"]
             else:
-                record["valid_ppl"] = float(np.exp(lm_loss(model.to(device), valid, LMConfig(), device)))
+                record["valid_ppl"] = float(np.exp(lm_loss(model.to(device), valid, LMConfig(precision=record["precision"]), device)))
             save_model(tmp, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg) if lm_cfg else None})
         write_json(tmp / "metrics.json", record)
     return record
@@ -343,7 +346,8 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
     device = device or default_device()
     info = read_json(Path(data_dir) / "info.json")
     vocab = load_vocab(data_dir)
-    record = {"direction": direction, "seed": seed, "budget": budget, "lm": str(lm_dir) if lm_dir else None}
+    record = {"direction": direction, "seed": seed, "budget": budget, "lm": str(lm_dir) if lm_dir else None,
+              **describe(clf_cfg.precision, device)}
     if own_lm:
         record["own_lm"] = {k: own_lm[k] for k in ("started", "finished", "wall_s", "peak_mem_mb", "valid_ppl")}
     with atomic_dir(out_dir, "train-clf", MODEL_LAYOUT, [data_dir, lm_dir]) as tmp:
@@ -386,10 +390,10 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
     return record
 
 
-def evaluate(data_dir, model_dirs, out_path, device=None, batch_size=64):
+def evaluate(data_dir, model_dirs, out_path, device=None, batch_size=64, precision="auto"):
     """Test error of each classifier and of the ensemble that averages their probabilities."""
     device = device or default_device()
-    result = {"models": {}}
+    result = {"models": {}, **describe(precision, device)}
     with measured(result):
         probs = []
         for name, directory in model_dirs.items():
@@ -397,7 +401,7 @@ def evaluate(data_dir, model_dirs, out_path, device=None, batch_size=64):
             direction = obj["meta"].get("direction", "fwd")
             check_vocab(obj, load_vocab(data_dir).itos)
             test = load_prepared(data_dir, "test", direction)
-            p = predict_probs(model, test, batch_size, device)
+            p = predict_probs(model, test, batch_size, device, precision)
             probs.append(p)
             result["models"][name] = {"test_error": error_rate(p, test.labels), "direction": direction}
         if len(probs) > 1:

@@ -9,7 +9,6 @@ where it stopped and ends with the same weights as an uninterrupted one.
 
 import math
 import os
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ from . import distributed
 from .awd_lstm import ar_tar, detach_state
 from .io import save_torch
 from .optim import SGD, AdamW
+from .precision import autocast
 from .progress import Progress
 from .schedules import group_rates, learning_rate, trainable_groups
 
@@ -34,12 +34,6 @@ def deterministic_mode():
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-
-
-def autocast(precision, device):
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def make_optimizer(cfg, groups, rates):
@@ -394,7 +388,7 @@ def collate(docs, index, pad_idx=1, device="cpu"):
 
 
 @torch.no_grad()
-def predict_probs(model, docs, batch_size=64, device="cpu", precision="bf16"):
+def predict_probs(model, docs, batch_size=64, device="cpu", precision="auto"):
     """Class probabilities [N, C] for every document, in the documents' order."""
     was_training = model.training
     model.eval()
