@@ -43,7 +43,7 @@ def questions(n):
 
 def previous_output(path, step="prepare"):
     path.mkdir(parents=True)
-    (path / io.MARKER).write_text(step)
+    (path / io.MARKER).write_text(f"{step}\nmarker\n")  # the step, then the names it wrote
     (path / "marker").write_text("previous result")
     return path
 
@@ -222,35 +222,59 @@ def test_out_holding_the_inputs_or_other_files_is_refused_and_nothing_is_deleted
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     result = cli("prepare", "--dataset", "trec", "--out", tmp_path / "mine", "--mirror", tmp_path / "mirror")
-    one_line_error(result, f"error: the output folder {tmp_path / 'mine'} is not empty and is not an earlier output "
-                           "of prepare; nothing was deleted. Choose a new or empty folder")
+    one_line_error(result, f"error: the output folder {tmp_path / 'mine'} holds notes.txt, which prepare did not write; "
+                           "nothing was deleted. Move those out or choose a new or empty folder")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine" and (data / "train.npz").exists()
     one_line_error(cli("prepare", "--dataset", "trec", "--out", tmp_path, "--mirror", tmp_path / "mirror"),
                    f"the output folder {tmp_path} holds this step's input {tmp_path / 'mirror'}")
-    with pytest.raises(io.OutputError, match="not an earlier output of train-clf"):  # a prepare output is not a classifier's
+    with pytest.raises(io.OutputError, match="holds info.json, .*which train-clf did not write"):  # a prepare output
         io.check_output(data, "train-clf", steps.MODEL_LAYOUT)
 
 
-def test_a_step_replaces_its_own_output_marked_or_written_by_older_code(tmp_path):
+def test_a_step_replaces_only_what_it_wrote_itself(tmp_path):
     root = mirror(tmp_path, questions(60))
     out = tmp_path / "out"
     steps.prepare("trec", out, root, min_freq=1)
-    assert (out / io.MARKER).read_text().strip() == "prepare"
-    (out / "stale.npz").write_text("x")
-    steps.prepare("trec", out, root, min_freq=1)  # marked: replaced as a whole
-    assert not (out / "stale.npz").exists()
-    (out / io.MARKER).unlink()  # the layout older code wrote, without a marker, still counts as its own
-    steps.prepare("trec", out, root, min_freq=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror", "out"]  # no .old or temporary folder left
-    legacy = tmp_path / "clf"
+    written = sorted(os.listdir(out))
+    assert (out / io.MARKER).read_text().split() == ["prepare", *sorted(set(written) - {io.MARKER})]
+    (out / "notes.txt").write_text("mine")  # a user's file and folder inside an earlier output
+    (out / "plots").mkdir()
+    with pytest.raises(io.OutputError, match="holds notes.txt, plots, which prepare did not write; nothing was deleted"):
+        steps.prepare("trec", out, root, min_freq=1)
+    assert (out / "notes.txt").read_text() == "mine" and sorted(os.listdir(out)) == sorted(written + ["notes.txt", "plots"])
+    (out / "notes.txt").unlink()
+    (out / "plots").rmdir()
+    (tmp_path / ".out.old").mkdir()  # a user's folder named like the backup older code made
+    (tmp_path / ".out.old" / "keep").write_text("mine")
+    steps.prepare("trec", out, root, min_freq=1)  # only its own files: replaced as a whole
+    assert (tmp_path / ".out.old" / "keep").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.old", "mirror", "out"]  # no backup or temporary left
+    (out / io.MARKER).unlink()  # files that fit the layout but carry no marker: nobody can say who wrote them
+    with pytest.raises(io.OutputError, match="which prepare did not write"):
+        steps.prepare("trec", out, root, min_freq=1)
+    legacy = tmp_path / "clf"  # older code's marker names the step only: its layout's files count as its own
     (legacy / "dvclive").mkdir(parents=True)
     (legacy / "metrics.json").write_text("{}")
     (legacy / "model.pt").write_text("")
-    assert io.is_own_output(legacy, "train-clf", steps.MODEL_LAYOUT)
-    (legacy / "notes.txt").write_text("mine")  # anything else makes it someone else's folder
-    assert not io.is_own_output(legacy, "train-clf", steps.MODEL_LAYOUT)
-    assert not io.is_own_output(tmp_path / "mirror", "prepare", steps.PREPARED_LAYOUT)
-    assert io.is_own_output(tmp_path / "missing", "prepare") and io.is_own_output(tmp_path / "out", "prepare")
+    (legacy / io.MARKER).write_text("train-clf\n")
+    assert io.foreign(legacy, "train-clf", steps.MODEL_LAYOUT) == []
+    (legacy / "notes.txt").write_text("mine")  # anything else is someone else's
+    assert io.foreign(legacy, "train-clf", steps.MODEL_LAYOUT) == ["notes.txt"]
+    assert io.foreign(tmp_path / "mirror", "prepare", steps.PREPARED_LAYOUT) == ["trec"]
+    assert io.foreign(tmp_path / "missing", "prepare") == []
+
+
+def test_outputs_have_the_modes_a_plain_mkdir_and_open_give_under_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        steps.prepare("trec", tmp_path / "out", mirror(tmp_path, questions(60)), min_freq=1)
+        io.write_json(tmp_path / "result.json", {})
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "out").st_mode & 0o777 == 0o755
+    for name in ("vocab.json", "info.json", "train.npz"):
+        assert os.stat(tmp_path / "out" / name).st_mode & 0o777 == 0o644, name
+    assert os.stat(tmp_path / "result.json").st_mode & 0o777 == 0o644
 
 
 def test_permission_denied_names_the_output_folder_not_the_temporary_one(tmp_path, monkeypatch):
@@ -434,3 +458,19 @@ def test_version_is_the_installed_package_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"ulmfit {version('ulmfit')}"
+
+
+def test_evaluate_writes_a_new_file_or_its_own_earlier_result_and_refuses_anything_else(tmp_path):
+    data = tmp_path / "data"
+    steps.prepare("trec", data, mirror(tmp_path, questions(60)), min_freq=1)
+    steps.train_clf(data, tmp_path / "clf", ClfConfig(epochs=1, batch_size=8), None, TINY)
+    (tmp_path / "notes.md").write_text("mine")
+    for target in (tmp_path / "clf" / "model.pt", data / "info.json", data / "vocab.json", tmp_path / "notes.md"):
+        before = target.read_bytes()
+        result = cli("evaluate", "--data", data, "--model", tmp_path / "clf", "--out", target)
+        one_line_error(result, f"error: {target} exists and is not an earlier result of evaluate; nothing was written")
+        assert target.read_bytes() == before
+    out = tmp_path / "test.json"
+    for _ in range(2):  # a new file, then its own earlier result replaced
+        assert cli("evaluate", "--data", data, "--model", tmp_path / "clf", "--out", out).returncode == 0
+        assert json.loads(out.read_text())["step"] == "evaluate"

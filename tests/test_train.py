@@ -257,3 +257,38 @@ def test_selection_split_of_a_whole_pool_budget_holds_examples_out_of_training()
     train, select = selection_split(labels, np.arange(100), 20, seed=0)
     assert len(select) == 20 and len(train) == 80
     assert not set(train) & set(select) and np.bincount(labels[select]).tolist() == [10, 10]
+
+
+@pytest.mark.parametrize("change", ["epochs", "lr", "input"])
+def test_a_checkpoint_made_from_other_params_or_data_is_discarded_not_resumed(tmp_path, capsys, change):
+    """Interrupted at epoch 2 of 3, then run with another epoch count, rate or training set: the run starts over and
+    ends as a clean run of the new settings (before, the stale checkpoint was taken as the result)."""
+    train, valid = planted(40, 0), planted(20, 1)
+    cfg = ClfConfig(epochs=3, batch_size=8, bptt=8, max_len=16, lr=0.01, ckpt_every=1000, precision="fp32")
+    resume = tmp_path / "clf.resume.pt"
+
+    def run(cfg, train, resume_path, on_epoch=None):
+        torch.manual_seed(0)
+        model = Classifier(40, 2, SMALL, cfg.bptt, cfg.max_len)
+        return train_classifier(model, train, valid, cfg, seed=0, resume_path=resume_path, progress=False,
+                                on_epoch=on_epoch)
+
+    def stop_at_epoch_2(record):
+        if record["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, train, resume, stop_at_epoch_2)
+    assert resume.exists()
+    new_cfg, new_train = cfg, train
+    if change == "epochs":
+        new_cfg = ClfConfig(**{**cfg.__dict__, "epochs": 2})
+    elif change == "lr":
+        new_cfg = ClfConfig(**{**cfg.__dict__, "lr": 0.02})
+    else:
+        new_train = planted(40, 7)
+    assert run(new_cfg, new_train, resume) == run(new_cfg, new_train, None)
+    assert "was made from other params, data, starting weights or code; this run starts over" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):  # the same settings again: resumed, not started over
+        run(cfg, train, resume, stop_at_epoch_2)
+    assert run(cfg, train, resume) == run(cfg, train, None) and "starts over" not in capsys.readouterr().err

@@ -20,13 +20,20 @@ class OutputError(OSError):
         return self.strerror
 
 
+def umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; on success rename it over `path`."""
+    """Yield a temporary path beside `path`; on success rename it over `path`, with the mode a plain open() gives."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp's 0600 would keep colleagues and other uids out
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
@@ -46,24 +53,24 @@ def atomic_path(path):
             os.remove(tmp)
 
 
-MARKER = ".ulmfit-step"  # written into every output folder: the name of the step that wrote it
+MARKER = ".ulmfit-step"  # in every output folder: the step that wrote it, then the names it wrote, one a line
 
 
-def is_own_output(path, step, layout=()):
-    """True if replacing `path` loses nothing but an earlier output of `step`: it is missing or
-    empty, carries this step's marker, or (older outputs, written before the marker) holds the
-    step's key file layout[0] and nothing but names matching `layout`."""
+def foreign(path, step, layout=()):
+    """The names in folder `path` that replacing it would lose and that are not an earlier output of `step` (all of
+    them where another step or nobody wrote it): none for a missing or empty folder, or one holding this step's
+    marker and only the names the marker lists (a marker of older code, listing none: names matching `layout`)."""
     path = Path(path)
     if not path.exists():
-        return True
+        return []
     if not path.is_dir():
-        return False
-    names = os.listdir(path)
-    if MARKER in names:
-        return (path / MARKER).read_text().strip() == step
-    if not names:
-        return True
-    return bool(layout) and layout[0] in names and all(any(fnmatch(n, pat) for pat in layout) for n in names)
+        return [path.name]
+    names = sorted(set(os.listdir(path)) - {MARKER})
+    lines = (path / MARKER).read_text().split("\n") if (path / MARKER).is_file() else []
+    if not lines or lines[0].strip() != step:
+        return names
+    written = set(filter(None, lines[1:]))
+    return [n for n in names if n not in written and not (not written and any(fnmatch(n, pat) for pat in layout))]
 
 
 def check_output(path, step, layout=(), inputs=()):
@@ -73,9 +80,26 @@ def check_output(path, step, layout=(), inputs=()):
         if source and (path == Path(source).resolve() or path in Path(source).resolve().parents):
             raise OutputError(errno.EEXIST, f"the output folder {path} holds this step's input {source}; nothing was "
                                             f"deleted. Write to a new folder, e.g. {path / step}")
-    if not is_own_output(path, step, layout):
-        raise OutputError(errno.EEXIST, f"the output folder {path} is not empty and is not an earlier output of {step}; "
-                                        f"nothing was deleted. Choose a new or empty folder, e.g. {path / step}")
+    lost = foreign(path, step, layout)
+    if lost:
+        what = "is a file" if not path.is_dir() else f"holds {', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''}, which {step} did not write"
+        raise OutputError(errno.EEXIST, f"the output folder {path} {what}; nothing was deleted. Move those out or "
+                                        f"choose a new or empty folder, e.g. {path / step}")
+
+
+def check_result_file(path, step):
+    """Refuse to write the JSON result of `step` over a file that is not an earlier result of it (an input, a model,
+    anyone's document), naming it; nothing is changed."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        own = json.loads(path.read_text()).get("step") == step
+    except (ValueError, UnicodeDecodeError, AttributeError, OSError):
+        own = False
+    if not own:
+        raise OutputError(errno.EEXIST, f"{path} exists and is not an earlier result of {step}; nothing was written. "
+                                        f"Choose a new file name, e.g. {path.with_name(step + '.json')}")
 
 
 def remove_tree(path):
@@ -93,41 +117,45 @@ def remove_tree(path):
 
 
 def remove_leftovers(path, step):
-    """Remove the temporary folders a killed run of `step` left beside `path` (those holding its marker)."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.????????.tmp"):  # mkdtemp: 8 random characters
-        if tmp.is_dir() and (tmp / MARKER).is_file() and (tmp / MARKER).read_text().strip() == step:
-            remove_tree(tmp)
+    """Remove the temporary and backup folders a killed run of `step` left beside `path` (those holding its marker)."""
+    for kind in ("tmp", "old"):
+        for tmp in path.parent.glob(f".{glob.escape(path.name)}.????????.{kind}"):  # mkdtemp: 8 random characters
+            if tmp.is_dir() and (tmp / MARKER).is_file() and (tmp / MARKER).read_text().split("\n")[0].strip() == step:
+                remove_tree(tmp)
 
 
 @contextmanager
 def atomic_dir(path, step, layout=(), inputs=()):
     """Yield a temporary directory beside `path`; on success it replaces `path` as a whole.
 
-    `path` must be missing, empty or an earlier output of `step` (see is_own_output) and must not
+    `path` must be missing, empty or an earlier output of `step` (see foreign) and must not
     hold any of `inputs`; otherwise nothing is touched and OutputError names the folder. On any
     error the temporary directory is removed and the previous `path` is left untouched, so a
     failed step never leaves a half-written output directory.
     """
     path = Path(path)
     check_output(path, step, layout, inputs)
-    old = path.with_name(f".{path.name}.old")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(path, step)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp's 0700 would survive the rename
     except PermissionError as e:
         raise OutputError(errno.EACCES, f"cannot write the output folder {path}: permission denied in {path.parent}; "
                                         "choose an output folder you can write to or fix its permissions") from e
+    old = None
     try:
         (tmp / MARKER).write_text(step + "\n")
         yield tmp
-        remove_tree(old)
-        if path.exists():
+        (tmp / MARKER).write_text("\n".join([step, *sorted(set(os.listdir(tmp)) - {MARKER})]) + "\n")
+        if path.exists():  # a backup name of this step's own making: a user's folder can never be it
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old)
         os.replace(tmp, path)
-        remove_tree(old)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old:
+            remove_tree(old)
 
 
 def write_text(path, text):

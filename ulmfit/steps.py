@@ -23,7 +23,7 @@ from . import distributed
 from .awd_lstm import Classifier, LanguageModel, transfer_vocab
 from .checkpoint import CheckpointError, check_vocab, load_model, load_weights, model_config, read, save_model
 from .config import ConfigError, LMConfig, check_prepare
-from .io import atomic_dir, read_json, write_json
+from .io import atomic_dir, check_result_file, read_json, write_json
 from .precision import describe
 from .text import Docs, Vocab, numericalize, tokenize_texts
 from .train import confusion, error_rate, lm_loss, predict_probs, train_classifier, train_lm
@@ -393,7 +393,8 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
 def evaluate(data_dir, model_dirs, out_path, device=None, batch_size=64, precision="auto"):
     """Test error of each classifier and of the ensemble that averages their probabilities."""
     device = device or default_device()
-    result = {"models": {}, **describe(precision, device)}
+    check_result_file(out_path, "evaluate")
+    result = {"step": "evaluate", "models": {}, **describe(precision, device)}
     with measured(result):
         probs = []
         for name, directory in model_dirs.items():

@@ -7,8 +7,12 @@ atomically every `ckpt_every` steps and at each epoch end, so an interrupted run
 where it stopped and ends with the same weights as an uninterrupted one.
 """
 
+import hashlib
 import math
 import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +22,7 @@ from . import distributed
 from .awd_lstm import ar_tar, detach_state
 from .io import save_torch
 from .optim import SGD, AdamW
-from .precision import autocast
+from .precision import autocast, resolve
 from .progress import Progress
 from .schedules import group_rates, learning_rate, trainable_groups
 
@@ -80,20 +84,42 @@ class Averager:
             m.copy_(s)
 
 
-class Resume:
-    """A resumable training state at `path`, written atomically; None disables it."""
+def fingerprint(cfg, seed, device, model, *docs):
+    """What a run is made from: its config and resolved precision, seed, starting weights, data and this package's
+    code. A resumable checkpoint made from anything else is not resumed."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((sorted(asdict(cfg).items()), seed, resolve(cfg.precision, device))).encode())
+    for tensor in model.state_dict().values():
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    for d in docs:
+        for array in (d.ids, d.offsets, d.labels) if d is not None else ():
+            if array is not None:
+                h.update(np.ascontiguousarray(array))
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
-    def __init__(self, path, every):
-        self.path, self.every = path, every
+
+class Resume:
+    """A resumable training state at `path`, written atomically; None disables it. It records what the run is made
+    from (`made_from`, see fingerprint) and is discarded, with one log line, when loaded by a run made otherwise."""
+
+    def __init__(self, path, every, made_from=None):
+        self.path, self.every, self.made_from = path, every, made_from
 
     def load(self):
-        if self.path and os.path.exists(self.path):
-            return torch.load(self.path, weights_only=False)
-        return None
+        if not (self.path and os.path.exists(self.path)):
+            return None
+        state = torch.load(self.path, weights_only=False)
+        if state.get("made_from") != self.made_from:
+            print(f"resume: {self.path} was made from other params, data, starting weights or code; this run starts "
+                  "over", file=sys.stderr)
+            return None
+        return state
 
     def save(self, state):
         if self.path and distributed.is_main():
-            save_torch(self.path, state)
+            save_torch(self.path, {**state, "made_from": self.made_from})
 
     def clear(self):
         distributed.barrier()  # every rank has finished with the file
@@ -333,7 +359,8 @@ def train_lm(model, train_docs, valid_docs, cfg, seed=0, device="cpu", on_epoch=
     train_docs = cap_tokens(train_docs, cfg.max_tokens, seed)
     valid_docs = cap_tokens(valid_docs, cfg.max_valid_tokens, seed) if valid_docs is not None else None
     plans = [lm_epoch(train_docs, cfg.batch_size, cfg.bptt, cfg.variable_bptt, seed, e)[1] for e in range(cfg.epochs)]
-    run = LMRun(model, cfg, sum(len(p) for p in plans), Resume(resume_path, cfg.ckpt_every), device, on_step)
+    made_from = fingerprint(cfg, seed, device, model, train_docs, valid_docs)
+    run = LMRun(model, cfg, sum(len(p) for p in plans), Resume(resume_path, cfg.ckpt_every, made_from), device, on_step)
     run.restore(on_epoch)
     model.train()
     for epoch in range(run.pos["epoch"], cfg.epochs):
@@ -514,7 +541,8 @@ def train_classifier(model, train_docs, valid_docs, cfg, seed=0, device="cpu", o
     plans = classifier_plans(train_docs.lengths, cfg, seed)
     epochs = len(plans)
     check_every = max(1, round(epochs / 10))  # validation passes for early stopping: about 10 per run
-    run = ClassifierRun(model, cfg, sum(len(p) for p in plans), Resume(resume_path, cfg.ckpt_every), device)
+    made_from = fingerprint(cfg, seed, device, model, train_docs, valid_docs)
+    run = ClassifierRun(model, cfg, sum(len(p) for p in plans), Resume(resume_path, cfg.ckpt_every, made_from), device)
     run.restore(on_epoch)
     for epoch in range(run.pos["epoch"], epochs):
         mask = trainable_groups(cfg.unfreeze, epoch, len(run.groups))
