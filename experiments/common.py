@@ -77,12 +77,12 @@ def load_params(path=None):
                               f"own, give {name}.prepare a file, text_column and label_column (see README)")
         _check_keys(section, DATASET_KEYS, f"{path}: {name}")
         missing = [k for k in DATASET_KEYS if k not in section]
-        if not isinstance(section.get("budget"), int) or section.get("budget") < 0:
-            raise ConfigError(f"{path}: {name}.budget (labelled examples for the ablations) must be a whole number "
-                              f">= 0 (0 = the whole labelled pool), got {section.get('budget')!r}")
         if missing:
             raise ConfigError(f"{path}: section {name!r} lacks {', '.join(missing)}; every dataset section lists "
                               f"{', '.join(DATASET_KEYS)} (an empty mapping {{}} keeps the defaults)")
+        if not isinstance(section.get("budget"), int) or section.get("budget") < 0:
+            raise ConfigError(f"{path}: {name}.budget (labelled examples for the ablations) must be a whole number "
+                              f">= 0 (0 = the whole labelled pool), got {section.get('budget')!r}")
         _check_keys(section.get("prepare", {}), PREPARE_KEYS, f"{path}: {name}.prepare")
         p[name] = section
     _check_keys(p["data"], DATA_KEYS, f"{path}: data")

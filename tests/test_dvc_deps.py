@@ -105,9 +105,10 @@ def test_a_one_cell_repro_runs_only_that_cells_chain():
         cell = next(s for s in graph if s.addressing == address)
         return {s.addressing for s in networkx.dfs_postorder_nodes(graph, cell)}
 
-    assert chain("train_clf@trec-ulmfit") == {"prepare_corpus", "pretrain@fwd", "prepare@trec", "finetune_lm@trec-fwd",
-                                              "train_clf@trec-ulmfit"}
+    # every chain starts with the check of the whole params.yaml
+    assert chain("train_clf@trec-ulmfit") == {"check_params", "prepare_corpus", "pretrain@fwd", "prepare@trec",
+                                              "finetune_lm@trec-fwd", "train_clf@trec-ulmfit"}
     assert chain("train_clf_from_same_name@trec-lm_none") == {
-        "prepare_corpus", "pretrain@fwd", "prepare@trec", "finetune_lm_from_fwd@trec-lm_none",
+        "check_params", "prepare_corpus", "pretrain@fwd", "prepare@trec", "finetune_lm_from_fwd@trec-lm_none",
         "train_clf_from_same_name@trec-lm_none"}
-    assert chain("curve_scratch@trec-100") == {"prepare@trec", "curve_scratch@trec-100"}
+    assert chain("curve_scratch@trec-100") == {"check_params", "prepare@trec", "curve_scratch@trec-100"}

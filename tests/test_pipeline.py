@@ -148,3 +148,31 @@ def test_repro_again_does_nothing(run):
     work, _, _ = run
     status = subprocess.run(["dvc", "status"], cwd=work, capture_output=True, text=True, env=ENV)
     assert status.returncode == 0 and "up to date" in status.stdout.lower()
+
+
+def test_a_bad_params_file_stops_repro_at_the_check_and_outputs_come_back_with_checkout(run):
+    """Runs last: it breaks params.yaml and puts it back. An unknown key, which no stage depends on, and a missing
+    dataset section stop `dvc repro` at check_params before any other stage (and DVC) touches an output; a single
+    stage run with -s skips that check, so DVC removes its outputs first, and `dvc checkout` brings them back."""
+    work, _, _ = run
+    params = (work / "params.yaml").read_text()
+    prepared = work / "data" / "prepared" / "trec"
+    before = sorted(p.name for p in prepared.iterdir())
+    broken = {"unknown key(s) 'clf_epochs'": params + "clf_epochs: 1\n",
+              "section 'trec' lacks": params.split("\ntrec:")[0] + "\ntrec: {}\n"}
+    try:
+        for message, text in broken.items():
+            (work / "params.yaml").write_text(text)
+            result = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=ENV)
+            assert result.returncode != 0 and re.findall(r"Running stage '([^']+)'", result.stdout) == ["check_params"]
+            [line] = [x for x in result.stderr.splitlines() if "check_params.py: error:" in x]
+            assert message in line
+            assert sorted(p.name for p in prepared.iterdir()) == before
+        single = subprocess.run(["dvc", "repro", "-s", "prepare@trec"], cwd=work, capture_output=True, text=True, env=ENV)
+        assert single.returncode != 0 and not prepared.exists()  # DVC removed the output before the stage could check
+    finally:
+        (work / "params.yaml").write_text(params)
+    assert subprocess.run(["dvc", "checkout", "prepare@trec"], cwd=work, env=ENV, capture_output=True).returncode == 0
+    assert sorted(p.name for p in prepared.iterdir()) == before
+    again = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=ENV)
+    assert again.returncode == 0 and re.findall(r"Running stage '([^']+)'", again.stdout) == ["check_params"]
