@@ -32,5 +32,9 @@ def bow_classifier(train):
         return model.fit([train[i] for i in range(len(train))], train.labels)
 
 
-def bow_probs(model, docs):
-    return model.predict_proba([docs[i] for i in range(len(docs))])
+def bow_probs(model, docs, n_classes):
+    """Probabilities [docs, n_classes]: scikit-learn's columns are the classes its sample had, laid out here over
+    every class of the dataset (0 for a class the labelled sample lacks)."""
+    probs = np.zeros((len(docs), n_classes))
+    probs[:, model.classes_] = model.predict_proba([docs[i] for i in range(len(docs))])
+    return probs
