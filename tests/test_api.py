@@ -64,3 +64,24 @@ def test_api_refuses_the_wrong_kind_of_folder_and_empty_text(tmp_path):
         load_language_model(clf)
     with pytest.raises(DataError, match="empty"):
         load_classifier(clf, "cpu").predict(["  "])
+
+
+def test_api_arguments_are_checked_up_front_with_a_message(tmp_path):
+    clf = save_classifier(tmp_path / "clf", 0, "fwd")
+    save_model(tmp_path / "lm", LanguageModel(len(VOCAB), TINY), VOCAB, meta={"direction": "fwd"})
+    lm = load_language_model(tmp_path / "lm", "cpu")
+    for batch_size in (-1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a whole number >= 1"):
+            load_classifier(clf, "cpu").predict_proba(TEXTS, batch_size=batch_size)
+    with pytest.raises(ValueError, match="no classifier folder given"):
+        load_classifier([])
+    for k in (-1, 0, len(VOCAB) + 1):
+        with pytest.raises(ValueError, match="k must be a whole number from 1 to the vocabulary size"):
+            lm.next_token_probs(TEXTS[0], k=k)
+    assert lm.perplexity(TEXTS[:2]) == [lm.perplexity(TEXTS[0]), lm.perplexity(TEXTS[1])]  # one per text
+    for device in ("mps", "nonsense", "CPU", "cuda:x"):
+        with pytest.raises(ValueError, match=f"device '{device}' is not one this suite runs on; use cpu or cuda"):
+            load_classifier(clf, device)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device cuda: CUDA is not available on this machine; use cpu"):
+            load_language_model(tmp_path / "lm", "cuda")

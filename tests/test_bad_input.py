@@ -23,6 +23,7 @@ from ulmfit.awd_lstm import LanguageModel
 from ulmfit.checkpoint import CheckpointError, save_model
 from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, from_dict
 from ulmfit.data import DataError
+from ulmfit.precision import check_device
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ModelConfig(emb_size=8, hidden_size=12)
@@ -360,9 +361,12 @@ def test_cli_config_mistakes_get_one_line(tmp_path):
     assert from_dict(ClfConfig, {"lr": "1e-3"}).lr == 0.001
     monkey = pytest.MonkeyPatch()
     monkey.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ConfigError, match="--device cuda: CUDA is not available on this machine; use --device cpu"):
-        ulmfit_cli.check_device("cuda")
+    with pytest.raises(ConfigError, match="device cuda: CUDA is not available on this machine; use cpu"):
+        check_device("cuda")
     monkey.undo()
+    for device in ("mps", "nonsense", "CPU"):  # one line, exit 2, not a traceback
+        one_line_error(cli("evaluate", "--data", tmp_path, "--model", tmp_path, "--out", tmp_path / "e.json", "--device",
+                           device), f"device '{device}' is not one this suite runs on; use cpu or cuda")
 
 
 def test_predict_or_evaluate_on_a_language_model_folder(tmp_path):

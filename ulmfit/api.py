@@ -23,8 +23,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_model
 from .data import DataError
-from .precision import autocast, resolve
-from .steps import default_device
+from .precision import autocast, check_device, resolve
 from .steps import load_classifier as load_classifier_model
 from .text import Vocab, numericalize, tokenize
 from .train import predict_probs
@@ -47,10 +46,13 @@ class TextClassifier:
     """One classifier folder, or several of one task whose probabilities are averaged."""
 
     def __init__(self, directories, device=None, precision="auto"):
-        self.device = device or default_device()
+        self.device = check_device(device)
         self.precision = resolve(precision, self.device)
         self.members, self.classes = [], None
-        for directory in [directories] if isinstance(directories, (str, Path)) else directories:
+        directories = [directories] if isinstance(directories, (str, Path)) else list(directories)
+        if not directories:
+            raise ValueError("no classifier folder given; pass a folder written by train-clf, or a list of them")
+        for directory in directories:
             model, obj = load_classifier_model(directory, self.device)
             if self.classes is not None and obj["classes"] != self.classes:
                 raise CheckpointError(f"{directory} predicts classes {obj['classes']}, not {self.classes}; "
@@ -59,6 +61,8 @@ class TextClassifier:
             self.members.append((model, Vocab(obj["vocab"]), obj["meta"].get("direction", "fwd")))
 
     def predict_proba(self, texts, batch_size=64):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         tokens = [tokenize(t) for t in check_texts(texts)]
         probs = []
         for model, vocab, direction in self.members:
@@ -76,7 +80,7 @@ class TextLanguageModel:
     """A pretrained or fine-tuned language model folder."""
 
     def __init__(self, directory, device=None, precision="auto"):
-        self.device = device or default_device()
+        self.device = check_device(device)
         self.precision = resolve(precision, self.device)
         self.model, obj = load_model(directory, self.device)
         if obj["kind"] != "lm":
@@ -85,12 +89,16 @@ class TextLanguageModel:
         self.vocab, self.direction = Vocab(obj["vocab"]), obj["meta"].get("direction", "fwd")
 
     def _ids(self, text):
+        if not isinstance(text, str):
+            raise DataError(f"pass one text as a string, got {type(text).__name__}")
         ids = self.vocab.numericalize(tokenize(check_texts(text)[0])).astype(np.int64)
         ids = ids[::-1].copy() if self.direction == "bwd" else ids
         return torch.from_numpy(ids)[None].to(self.device)
 
     @torch.no_grad()
     def next_token_probs(self, text, k=10):
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(self.vocab.itos):
+            raise ValueError(f"k must be a whole number from 1 to the vocabulary size {len(self.vocab.itos)}, got {k!r}")
         with autocast(self.precision, self.device):
             logits = self.model(self._ids(text))[0][0, -1].float()
         probs, ids = torch.softmax(logits, -1).topk(k)
@@ -98,6 +106,9 @@ class TextLanguageModel:
 
     @torch.no_grad()
     def perplexity(self, text):
+        """exp(mean next-token cross-entropy) of one text, or a list of them for a list of texts."""
+        if not isinstance(text, str):
+            return [self.perplexity(t) for t in check_texts(text)]
         ids = self._ids(text)
         if ids.shape[1] < 2:
             raise DataError("perplexity needs a text of at least one token")

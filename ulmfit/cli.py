@@ -129,19 +129,13 @@ def dataset_options(args):
     return args.dataset, {}
 
 
-def check_device(device):
-    import torch
-
-    if device and device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine; use --device cpu or leave "
-                          "--device out")
-
-
 def run(args):
     from . import steps
     from .api import check_texts, load_classifier
+    from .precision import check_device
 
-    check_device(getattr(args, "device", None))
+    if getattr(args, "device", None):
+        check_device(args.device)
     if args.command == "prepare":
         name, own = dataset_options(args)
         info = steps.prepare(name, args.out, mirror=args.mirror, **{**own, **parse_sets(args.set)})

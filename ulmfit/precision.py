@@ -35,6 +35,22 @@ class PrecisionError(ConfigError):
     """The device cannot run the requested precision, or a kernel failed in it; the message names the fix."""
 
 
+def check_device(device):
+    """`device` as torch names it (None: cuda when available, else cpu); anything this suite cannot run on is refused
+    in one line naming the choices."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    name = str(device)
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise ConfigError(f"device {name!r} is not one this suite runs on; use cpu or cuda (cuda:N for the N-th GPU)")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name}: CUDA is not available on this machine; use cpu (or leave the device out)")
+    if ":" in name and int(name.split(":")[1]) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name}: this machine has {torch.cuda.device_count()} GPU(s); use cuda:0 to "
+                          f"cuda:{torch.cuda.device_count() - 1}")
+    return name
+
+
 def device_type(device):
     return torch.device(device or "cpu").type
 

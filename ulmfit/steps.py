@@ -24,7 +24,7 @@ from .awd_lstm import Classifier, LanguageModel, transfer_vocab
 from .checkpoint import CheckpointError, check_vocab, load_model, load_weights, model_config, read, save_model
 from .config import ConfigError, LMConfig, check_prepare
 from .io import atomic_dir, check_result_file, read_json, write_json
-from .precision import describe
+from .precision import check_device, describe
 from .text import Docs, Vocab, numericalize, tokenize_texts
 from .train import confusion, error_rate, lm_loss, predict_probs, train_classifier, train_lm
 
@@ -33,7 +33,7 @@ MODEL_LAYOUT = ("metrics.json", "model.pt", "dvclive")  # files of a language mo
 
 
 def default_device():
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return check_device(None)
 
 
 @contextmanager
