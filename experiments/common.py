@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_keys, check_prepare, from_dict
+from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_keys, check_prepare, from_dict, read_yaml
 from ulmfit.data import DATASETS, DataError
 from ulmfit.interrupt import stop_cleanly
 from ulmfit.io import OutputError
@@ -58,10 +58,7 @@ def _check_keys(section, valid, where):
 def load_params(path=None):
     """The profile's params, every key and value checked (a misspelt key names the valid ones)."""
     path = Path(path or PARAMS)
-    try:
-        p = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML ({' '.join(str(e).split())}); fix the syntax there") from e
+    p = read_yaml(path)
     if not p.get("datasets"):
         raise ConfigError(f"{path}: datasets must list at least one dataset, e.g. datasets: [trec]")
     datasets = list(p.get("datasets") or []) + list(p.get("extra_datasets") or [])
@@ -93,8 +90,9 @@ def load_params(path=None):
     for b in p["curve_budgets"]:
         if not isinstance(b, int) or b <= 0:
             raise ConfigError(f"{path}: curve_budgets must be positive whole numbers, got {b!r}")
-    if not p["seeds"]:
-        raise ConfigError(f"{path}: seeds must list at least one seed")
+    if not isinstance(p["seeds"], list) or not p["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                                       and s >= 0 for s in p["seeds"]):
+        raise ConfigError(f"{path}: seeds must list whole numbers >= 0, e.g. seeds: [0, 1, 2]; got {p['seeds']!r}")
     for name, source in p["pretrain_import"].items():
         if name not in p["pretrained"] or not isinstance(source, dict) or set(source) != {"weights", "vocab"}:
             raise ConfigError(f"{path}: pretrain_import.{name} must name a listed pretrained model and give its fastai "

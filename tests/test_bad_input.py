@@ -478,3 +478,24 @@ def test_evaluate_writes_a_new_file_or_its_own_earlier_result_and_refuses_anythi
     for _ in range(2):  # a new file, then its own earlier result replaced
         assert cli("evaluate", "--data", data, "--model", tmp_path / "clf", "--out", out).returncode == 0
         assert json.loads(out.read_text())["step"] == "evaluate"
+
+
+def test_params_files_with_a_duplicate_key_bad_yaml_bad_seeds_or_an_unknown_section(tmp_path):
+    from common import load_params
+
+    good = (ROOT / "profiles" / "tiny.yaml").read_text()
+    cases = {"key 'epochs' is given twice": good.replace("clf:\n", "clf:\n  epochs: 1\n  epochs: 2\n", 1),
+             "is not valid YAML": good + "clf: [unclosed\n",
+             "seeds must list whole numbers >= 0": good.replace("seeds: [", "seeds: [a, ", 1)}
+    for message, text in cases.items():
+        (tmp_path / "params.yaml").write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_params(tmp_path / "params.yaml")
+        if "seeds" not in message:
+            one_line_error(cli("train-clf", "--data", tmp_path, "--out", tmp_path / "o", "--params", tmp_path / "params.yaml",
+                               "--section", "clf"), message)
+    (tmp_path / "params.yaml").write_text(good)
+    one_line_error(cli("train-clf", "--data", tmp_path, "--out", tmp_path / "o", "--params", tmp_path / "params.yaml",
+                       "--section", "nosuch"), "has no section 'nosuch'; its sections are: ")
+    with pytest.raises(ConfigError, match="cannot read the params file"):
+        load_params(tmp_path / "missing.yaml")

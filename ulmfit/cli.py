@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import PRECISIONS, ClfConfig, ConfigError, LMConfig, ModelConfig, check_keys, from_dict, number
+from .config import PRECISIONS, ClfConfig, ConfigError, LMConfig, ModelConfig, check_keys, from_dict, number, read_yaml
 from .interrupt import stop_cleanly
 
 
@@ -30,11 +30,15 @@ def parse_sets(pairs):
 def configs(args, train_cls):
     """(ModelConfig, train config) from --params/--section and --set, every key checked."""
     values = {}
+    if args.section and not args.params:
+        raise ConfigError("--section names a section of a --params file; give --params too")
     if args.params:
-        with open(args.params) as f:
-            params = yaml.safe_load(f) or {}
-        values.update(params.get("model", {}))
-        values.update(params.get(args.section, {}) if args.section else {})
+        params = read_yaml(args.params)
+        if args.section and not isinstance(params.get(args.section), dict):
+            sections = [k for k, v in params.items() if isinstance(v, dict)]
+            raise ConfigError(f"{args.params} has no section {args.section!r}; its sections are: {', '.join(sections)}")
+        values.update(params.get("model") or {})
+        values.update(params.get(args.section) or {} if args.section else {})
     values.update(parse_sets(args.set))
     model_keys = {f.name for f in fields(ModelConfig)}
     train_keys = {f.name for f in fields(train_cls)}

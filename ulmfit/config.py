@@ -123,6 +123,29 @@ PREPARE_OPTIONS = {  # prepare's options (params `data` and `<dataset>.prepare`,
 }
 
 
+def read_yaml(path):
+    """A params file's contents; invalid YAML or a key given twice in one mapping is a ConfigError naming the file and
+    the line (YAML itself would keep the last of two keys in silence)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+            for (key_node, _), key in zip(node.value, keys):
+                if keys.count(key) > 1:
+                    raise ConfigError(f"{path}: key {key!r} is given twice (line {key_node.start_mark.line + 1} and "
+                                      "another); keep one")
+            return super().construct_mapping(node, deep)
+
+    try:
+        with open(path) as f:
+            return yaml.load(f, Loader) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML ({' '.join(str(e).split())}); fix the syntax there") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read the params file {path} ({e.strerror}); give the path of a params.yaml") from e
+
+
 def check_prepare(options, where="prepare"):
     """Reject unknown prepare options and values out of range, naming the key; returns options."""
     for key, value in options.items():
