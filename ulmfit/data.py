@@ -1,8 +1,9 @@
 """Datasets: a local Parquet mirror laid out as <dir>/<split>.parquet with the hub's schema when
 one is configured (params `data.mirror` or the ULMFIT_DATA environment variable), otherwise the
-Hugging Face hub; or the user's own .csv or .parquet file with a text and a label column
-(`file_dataset`). Plus the seeded samplers the experiments use: stratified label budgets and
-the 10% validation split carved from train.
+Hugging Face hub through `datasets.load_dataset`, which keeps what it downloads in its cache and, in
+offline mode (HF_HUB_OFFLINE=1 or HF_DATASETS_OFFLINE=1), reads from that cache only; or the user's own .csv
+or .parquet file with a text and a label column (`file_dataset`). Plus the seeded samplers the experiments use:
+stratified label budgets and the 10% validation split carved from train.
 """
 
 import functools
@@ -70,9 +71,7 @@ def spec(name):
 
 
 def hub_reachable(timeout=3.0):
-    """True if the Hugging Face hub answers within `timeout` seconds (and offline mode is off)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", ""):
-        return False
+    """True if the Hugging Face hub answers within `timeout` seconds."""
     host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
@@ -113,13 +112,31 @@ def load(name, split, mirror=None):
         tried = f"mirror file {path} does not exist" + (" (mirror from ULMFIT_DATA)" if os.environ.get("ULMFIT_DATA") else "")
     if s.hub is None:
         raise DataError(f"{name}/{split} is only available from a local mirror ({tried}); {MIRROR_HELP}")
-    if not hub_reachable():
-        raise DataError(
-            f"cannot load {name}/{split}: {tried} and the Hugging Face hub is unreachable (offline); {MIRROR_HELP}"
-        )
+    return load_hub(s, split, tried)
+
+
+def load_hub(s, split, tried):
+    """One split of a named dataset through `datasets.load_dataset`: from the hub, or from the Hugging Face cache
+    when it was loaded before; offline mode (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE set to 1 when `datasets` is
+    imported, that is before the run starts) reads the cache only. Online, an unreachable hub fails within seconds."""
     import datasets
 
-    return datasets.load_dataset(s.hub, s.config, split=split)
+    offline = datasets.config.HF_HUB_OFFLINE
+    what = s.hub + (f" (config {s.config})" if s.config else "")
+
+    def error(reason):
+        return DataError(f"cannot load {s.name}/{split}: {tried}, and {reason}; Hugging Face cache: "
+                         f"{datasets.config.HF_DATASETS_CACHE}; to fix, load it once with network access (offline "
+                         f"runs, with HF_HUB_OFFLINE=1, then read it from that cache) or {MIRROR_HELP}")
+
+    if not offline and not hub_reachable():
+        raise error("the Hugging Face hub is unreachable and offline mode is off")
+    try:
+        return datasets.load_dataset(s.hub, s.config, split=split)
+    except (ConnectionError, FileNotFoundError, ValueError) as e:  # not cached, not on the hub, or no such config
+        detail = " ".join(str(e).split())
+        raise error(f"offline mode finds no copy of {what} in the Hugging Face cache ({detail})" if offline
+                    else f"the Hugging Face hub did not provide {what} ({detail})") from e
 
 
 def file_dataset(name, file, text_column="text", label_column="label", test_file=None):
