@@ -35,6 +35,11 @@ class Spec:
     files: dict | None = None  # the user's own dataset: split -> .csv or .parquet file
 
 
+# The hub's schema (a mirror file keeps it), columns in order: imdb text, label (-1 throughout unsupervised); trec
+# text, coarse_label, fine_label (unused); ag_news and yelp_polarity text, label; yelp_review_full label, text;
+# dbpedia_14 label, title, content (title and content are joined); WikiText one `text` row per line (see
+# wiki_articles). `classes` follows the hub's ClassLabel, whose numbers are the labels; our names are the hub's except
+# yelp_polarity's (hub: "1", "2") and yelp_review_full's "2 stars" (hub: "2 star").
 DATASETS = {
     "imdb": Spec("stanfordnlp/imdb", None, "imdb", ("train", "test", "unsupervised"), label="label",
                  classes=("neg", "pos")),
@@ -311,7 +316,17 @@ def label_id(value, row, name, classes):
 
 
 def wiki_articles(lines):
-    """Group WikiText-layout lines into articles: a ' = Title = ' line starts a new one."""
+    """Group WikiText-layout lines into articles, each one document of the language-model corpus.
+
+    WikiText (and the wikipedia_en mirror, laid out like it) has one row per line: ' = Title = \\n' heads an
+    article, ' = = Section = = \\n' (or deeper) a section, '' is a blank line and every other row a paragraph
+    ending in '\\n'. A top-level ' = Title = ' line starts a new article; lines are joined as they are, so
+    headings and line ends stay in the text. WikiText's text is pre-tokenized: words and punctuation are
+    separated by spaces, ' @-@ ', ' @,@ ' and ' @.@ ' mark a hyphen, comma or point inside a word or number
+    ('1 @,@ 200'), and rare words are '<unk>'. The tokenizer (ulmfit.text: fastai's rules, and fastai 1's
+    for ' @,@ ') undoes the marks ('1,200', 'year-old', '3.5') and turns '<unk>' into xxunk, the vocabulary's
+    unknown token (id 0).
+    """
     articles, current = [], []
     for line in lines:
         if line.startswith(" = ") and not line.startswith(" = = ") and "".join(current).strip():
