@@ -97,11 +97,10 @@ def test_unknown_dataset_or_split():
         load("imdb", "dev")
 
 
-def test_mirror_file_missing_truncated_or_wrong_columns(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_mirror_file_missing_truncated_or_wrong_columns(tmp_path, hf_offline):
     root = mirror(tmp_path, questions(30))
     (root / "trec" / "test.parquet").unlink()
-    with pytest.raises(DataError, match=r"mirror file .*trec/test.parquet does not exist.*unreachable"):
+    with pytest.raises(DataError, match=r"mirror file .*trec/test.parquet does not exist, and offline mode finds no"):
         steps.prepare("trec", tmp_path / "out", root)
     pq.write_table(pa.table({"question": ["a"], "coarse_label": [0]}), root / "trec" / "test.parquet")
     with pytest.raises(DataError, match="lacks column\\(s\\) text"):

@@ -34,14 +34,26 @@ def test_unknown_dataset_and_split_name_the_choices(mirror):
         D.load("trec", "dev", mirror)
 
 
-def test_offline_without_data_fails_fast_and_names_the_mirror(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_offline_or_unreachable_without_data_fails_fast_naming_the_mirror_the_cache_and_the_fixes(tmp_path, monkeypatch,
+                                                                                                    hf_offline):
+    import datasets
+
+    monkeypatch.delenv("ULMFIT_DATA", raising=False)
     start = time.time()
     with pytest.raises(D.DataError) as e:
         D.load("ag_news", "train", tmp_path)
     assert time.time() - start < 10
     msg = str(e.value)
-    assert "ag_news/train" in msg and str(tmp_path / "ag_news" / "train.parquet") in msg and "ULMFIT_DATA" in msg
+    assert f"ag_news/train: mirror file {tmp_path / 'ag_news' / 'train.parquet'} does not exist, and offline mode " \
+           "finds no copy of fancyzhx/ag_news in the Hugging Face cache" in msg
+    assert f"Hugging Face cache: {hf_offline}; to fix, load it once with network access" in msg
+    assert "ULMFIT_DATA" in msg and "\n" not in msg
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://huggingface.invalid")
+    with pytest.raises(D.DataError, match="does not exist, and the Hugging Face hub is unreachable and offline mode is "
+                                          "off; Hugging Face cache: .*ULMFIT_DATA"):
+        D.load("ag_news", "train", tmp_path)
+    assert time.time() - start < 10
 
 
 def test_local_only_corpus_without_mirror(monkeypatch):
@@ -126,10 +138,9 @@ def test_labels_as_class_names_whole_floats_or_wrong_types(tmp_path):
         D.labelled(D.load("trec", "test", tmp_path), "trec", "test")
 
 
-def test_ulmfit_data_overriding_an_explicit_mirror_says_so(tmp_path, monkeypatch, capsys):
+def test_ulmfit_data_overriding_an_explicit_mirror_says_so(tmp_path, monkeypatch, capsys, hf_offline):
     D._say_once.cache_clear()
     monkeypatch.setenv("ULMFIT_DATA", str(tmp_path / "env"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert D.mirror_dir(tmp_path / "env") == str(tmp_path / "env") and capsys.readouterr().err == ""
     assert D.mirror_dir(tmp_path / "given") == str(tmp_path / "env")
     assert capsys.readouterr().err == (f"ulmfit: reading data from ULMFIT_DATA={tmp_path / 'env'}, which overrides the "

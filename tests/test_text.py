@@ -18,6 +18,15 @@ def test_html_fixes_and_line_breaks():
     assert tokenize('a&nbsp;b') == ['xxbos', 'a', '&', 'b']
 
 
+def test_wikitext_marks_are_undone_and_unk_is_xxunk():
+    # fastai's ' @-@ ' and ' @.@ ' rules, fastai 1's ' @,@ ' (see ulmfit/text.py) and '<unk>' -> xxunk
+    wikitext = ' The 3 @.@ 5 @-@ inch gun fired 1 @,@ 200 rounds at <unk> . \n'
+    assert tokenize(wikitext) == ['xxbos', 'xxmaj', 'the', '3.5', '-', 'inch', 'gun', 'fired', '1,200', 'rounds', 'at',
+                                  'xxunk', '.']
+    assert tokenize(wikitext) == tokenize('The 3.5-inch gun fired 1,200 rounds at xxunk.')
+    assert tokenize('an @ sign, a@b.c') == ['xxbos', 'an', '@', 'sign', ',', 'a@b.c']  # a lone @ is left alone
+
+
 def test_xxbos_and_empty_texts():
     assert tokenize('') == ['xxbos']
     assert tokenize('  \n\t ') == ['xxbos']

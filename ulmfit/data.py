@@ -1,8 +1,9 @@
 """Datasets: a local Parquet mirror laid out as <dir>/<split>.parquet with the hub's schema when
 one is configured (params `data.mirror` or the ULMFIT_DATA environment variable), otherwise the
-Hugging Face hub; or the user's own .csv or .parquet file with a text and a label column
-(`file_dataset`). Plus the seeded samplers the experiments use: stratified label budgets and
-the 10% validation split carved from train.
+Hugging Face hub through `datasets.load_dataset`, which keeps what it downloads in its cache and, in
+offline mode (HF_HUB_OFFLINE=1 or HF_DATASETS_OFFLINE=1), reads from that cache only; or the user's own .csv
+or .parquet file with a text and a label column (`file_dataset`). Plus the seeded samplers the experiments use:
+stratified label budgets and the 10% validation split carved from train.
 """
 
 import functools
@@ -34,6 +35,11 @@ class Spec:
     files: dict | None = None  # the user's own dataset: split -> .csv or .parquet file
 
 
+# The hub's schema (a mirror file keeps it), columns in order: imdb text, label (-1 throughout unsupervised); trec
+# text, coarse_label, fine_label (unused); ag_news and yelp_polarity text, label; yelp_review_full label, text;
+# dbpedia_14 label, title, content (title and content are joined); WikiText one `text` row per line (see
+# wiki_articles). `classes` follows the hub's ClassLabel, whose numbers are the labels; our names are the hub's except
+# yelp_polarity's (hub: "1", "2") and yelp_review_full's "2 stars" (hub: "2 star").
 DATASETS = {
     "imdb": Spec("stanfordnlp/imdb", None, "imdb", ("train", "test", "unsupervised"), label="label",
                  classes=("neg", "pos")),
@@ -70,9 +76,7 @@ def spec(name):
 
 
 def hub_reachable(timeout=3.0):
-    """True if the Hugging Face hub answers within `timeout` seconds (and offline mode is off)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "") or os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", ""):
-        return False
+    """True if the Hugging Face hub answers within `timeout` seconds."""
     host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
@@ -113,13 +117,31 @@ def load(name, split, mirror=None):
         tried = f"mirror file {path} does not exist" + (" (mirror from ULMFIT_DATA)" if os.environ.get("ULMFIT_DATA") else "")
     if s.hub is None:
         raise DataError(f"{name}/{split} is only available from a local mirror ({tried}); {MIRROR_HELP}")
-    if not hub_reachable():
-        raise DataError(
-            f"cannot load {name}/{split}: {tried} and the Hugging Face hub is unreachable (offline); {MIRROR_HELP}"
-        )
+    return load_hub(s, split, tried)
+
+
+def load_hub(s, split, tried):
+    """One split of a named dataset through `datasets.load_dataset`: from the hub, or from the Hugging Face cache
+    when it was loaded before; offline mode (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE set to 1 when `datasets` is
+    imported, that is before the run starts) reads the cache only. Online, an unreachable hub fails within seconds."""
     import datasets
 
-    return datasets.load_dataset(s.hub, s.config, split=split)
+    offline = datasets.config.HF_HUB_OFFLINE
+    what = s.hub + (f" (config {s.config})" if s.config else "")
+
+    def error(reason):
+        return DataError(f"cannot load {s.name}/{split}: {tried}, and {reason}; Hugging Face cache: "
+                         f"{datasets.config.HF_DATASETS_CACHE}; to fix, load it once with network access (offline "
+                         f"runs, with HF_HUB_OFFLINE=1, then read it from that cache) or {MIRROR_HELP}")
+
+    if not offline and not hub_reachable():
+        raise error("the Hugging Face hub is unreachable and offline mode is off")
+    try:
+        return datasets.load_dataset(s.hub, s.config, split=split)
+    except (ConnectionError, FileNotFoundError, ValueError) as e:  # not cached, not on the hub, or no such config
+        detail = " ".join(str(e).split())
+        raise error(f"offline mode finds no copy of {what} in the Hugging Face cache ({detail})" if offline
+                    else f"the Hugging Face hub did not provide {what} ({detail})") from e
 
 
 def file_dataset(name, file, text_column="text", label_column="label", test_file=None):
@@ -294,7 +316,17 @@ def label_id(value, row, name, classes):
 
 
 def wiki_articles(lines):
-    """Group WikiText-layout lines into articles: a ' = Title = ' line starts a new one."""
+    """Group WikiText-layout lines into articles, each one document of the language-model corpus.
+
+    WikiText (and the wikipedia_en mirror, laid out like it) has one row per line: ' = Title = \\n' heads an
+    article, ' = = Section = = \\n' (or deeper) a section, '' is a blank line and every other row a paragraph
+    ending in '\\n'. A top-level ' = Title = ' line starts a new article; lines are joined as they are, so
+    headings and line ends stay in the text. WikiText's text is pre-tokenized: words and punctuation are
+    separated by spaces, ' @-@ ', ' @,@ ' and ' @.@ ' mark a hyphen, comma or point inside a word or number
+    ('1 @,@ 200'), and rare words are '<unk>'. The tokenizer (ulmfit.text: fastai's rules, and fastai 1's
+    for ' @,@ ') undoes the marks ('1,200', 'year-old', '3.5') and turns '<unk>' into xxunk, the vocabulary's
+    unknown token (id 0).
+    """
     articles, current = [], []
     for line in lines:
         if line.startswith(" = ") and not line.startswith(" = = ") and "".join(current).strip():

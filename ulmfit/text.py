@@ -13,6 +13,10 @@
 3. fastai's post rule replace_space: spaces inside a token (whitespace tokens such as '\\n ') become '▁'
    (calling a `Tokenizer` on a single str skips this rule; that is the only difference).
 
+One rule differs from fastai 2.8, for WikiText's pre-tokenized marks: fastai's fix_html turns ' @-@ ' into '-',
+' @.@ ' into '.' and '<unk>' into xxunk, and here it also turns ' @,@ ' into ',' (as ULMFiT's own scripts and fastai
+1's fix_html did), so that '1 @,@ 000' becomes '1,000', as in target-task text, not '1', '@,@', '000'.
+
 Step 2 is a pure-Python port of spaCy 3.8's `Tokenizer` algorithm with its English prefix, suffix, infix,
 URL and exception tables (the data at the end of this file). Every space-delimited chunk is tokenized
 once per process and memoized, which is what makes this much faster than fastai + spaCy.
@@ -42,7 +46,7 @@ SPECIAL_TOKENS = [UNK, PAD, BOS, EOS, FLD, REP, WREP, UP, MAJ]  # fastai's order
 
 _HTML_FIXES = [('#39;', "'"), ('amp;', '&'), ('#146;', "'"), ('nbsp;', ' '), ('#36;', '$'), ('\\n', '\n'),
                ('quot;', "'"), ('<br />', '\n'), ('\\"', '"'), ('<unk>', UNK), (' @.@ ', '.'), (' @-@ ', '-'),
-               ('...', ' …')]
+               (' @,@ ', ','), ('...', ' …')]  # ' @,@ ': fastai 1's rule, which fastai 2 dropped (see above)
 _RE_REP = re.compile(r'(\S)\1\1+')  # a character repeated 3+ times (fastai: (\S)(\1{2,}), same matches)
 _RE_WREP = re.compile(r'(?:\s|^)(\w+)\s+((?:\1\s+)+)\1(\s|\W|$)')  # a word repeated 3+ times (fastai's regex)
 _RE_SPACES = re.compile(' {2,}')
