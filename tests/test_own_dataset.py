@@ -147,3 +147,31 @@ def test_a_params_entry_names_the_file(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ConfigError, match="unknown dataset 'mine'.*give mine.prepare a file, text_column and label_column"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_labels_are_stripped_and_a_test_class_without_training_examples_or_mixed_kinds_are_refused(tmp_path):
+    train = reviews(40)
+    train.loc[train.sentiment == "pos", "sentiment"] = [" pos", "pos "] * 10  # one class, spaces aside
+    train.to_csv(tmp_path / "mine.csv", index=False)
+    spec = steps.D.file_dataset("mine", tmp_path / "mine.csv", "review", "sentiment")
+    assert spec.classes == ("neg", "pos")
+    test = reviews(10, start=40)
+    test.loc[0, "sentiment"] = "meh"
+    test.to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(DataError, match=f"{tmp_path / 'test.csv'}: class\\(es\\) 'meh' of column 'sentiment' have no "
+                                        f"example in {tmp_path / 'mine.csv'}"):
+        steps.D.file_dataset("mine", tmp_path / "mine.csv", "review", "sentiment", tmp_path / "test.csv")
+    test["sentiment"] = [i % 2 for i in range(10)]  # numbers in the test file, names in the training file
+    test.to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(DataError, match=f"mixes class names and numbers \\({tmp_path / 'mine.csv'} has class names; "
+                                        f"{tmp_path / 'test.csv'} has numbers\\)"):
+        steps.D.file_dataset("mine", tmp_path / "mine.csv", "review", "sentiment", tmp_path / "test.csv")
+
+
+def test_a_text_column_of_numbers_is_named(tmp_path):
+    pd.DataFrame({"review": list(range(20)), "sentiment": ["neg", "pos"] * 10}).to_parquet(tmp_path / "mine.parquet")
+    result = cli("prepare", "--dataset", tmp_path / "mine.parquet", "--text-column", "review", "--label-column",
+                 "sentiment", "--out", tmp_path / "out")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "text column 'review' holds int64, not text; name the column of texts with --text-column" in lines[0]

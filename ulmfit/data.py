@@ -149,11 +149,17 @@ def file_dataset(name, file, text_column="text", label_column="label", test_file
     label column. Its classes are the labels found, in sorted order: class names, or whole numbers."""
     files = {"train": str(file), **({"test": str(test_file)} if test_file else {})}
     s = Spec(None, None, "", tuple(files), text=(text_column,), label=label_column, name=name, files=files)
-    values = set()
-    for path in files.values():
-        values.update(class_value(v, row, path, label_column) for row, v in enumerate(read_file(path, s)[label_column]))
-    if len({isinstance(v, str) for v in values}) > 1:
-        raise DataError(f"{file}: column {label_column!r} mixes class names and numbers; use one kind of label")
+    found = {split: {class_value(v, row, path, label_column) for row, v in enumerate(read_file(path, s)[label_column])}
+             for split, path in files.items()}
+    kinds = {split: {"class names" if isinstance(v, str) else "numbers" for v in values} for split, values in found.items()}
+    if len(set.union(*kinds.values())) > 1:
+        where = "; ".join(f"{files[split]} has {' and '.join(sorted(k))}" for split, k in kinds.items())
+        raise DataError(f"column {label_column!r} mixes class names and numbers ({where}); use one kind of label")
+    unseen = sorted(found.get("test", set()) - found["train"], key=str)
+    if unseen:
+        raise DataError(f"{test_file}: class(es) {', '.join(map(repr, unseen))} of column {label_column!r} have no "
+                        f"example in {file}; a classifier cannot learn them: drop those rows or add training examples")
+    values = found["train"]
     classes = tuple(str(v) for v in sorted(values))
     if len(classes) < 2:
         raise DataError(f"{file}: column {label_column!r} holds {len(classes)} class(es) ({', '.join(classes)}); a "
@@ -167,8 +173,10 @@ def class_value(value, row, path, column):
         raise DataError(f"{path}: row {row} of column {column!r} has no label; fill it in or drop that row")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str) or isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return value if isinstance(value, str) else int(value)
+    if isinstance(value, str) and value.strip():  # "pos " and "pos" are one class
+        return value.strip()
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
     raise DataError(f"{path}: row {row} of column {column!r} has label {value!r}; a label must be a class name or a "
                     "whole number: fix or drop that row")
 
@@ -231,6 +239,10 @@ def read_parquet(path, s):
         raise DataError(f"cannot read {path} ({e.__cause__ or e}); {damaged}") from e
     for col in s.text:
         kind = ds.data.schema.field(col).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind)
+                or pa.types.is_large_binary(kind) or pa.types.is_null(kind)):
+            fix = "name the column of texts with --text-column" if s.files else "a mirror file keeps the hub's schema"
+            raise DataError(f"{path}: text column {col!r} holds {kind}, not text; {fix}")
         if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
             ds = ds.remove_columns(col).add_column(col, decode_utf8(ds.data.column(col), path, col))
         else:
