@@ -11,13 +11,13 @@ from common import ROOT, data_dir, load_params
 from ulmfit import steps
 from ulmfit.baseline import bow_classifier, bow_probs
 from ulmfit.data import stratified_sample
-from ulmfit.io import read_json, write_json
+from ulmfit.io import write_json
 from ulmfit.train import error_rate
 
 dataset = sys.argv[1]
 p = load_params()
 pool, valid, test = (steps.load_prepared(data_dir(dataset), s) for s in ("train", "valid", "test"))
-n_classes = len(read_json(data_dir(dataset) / "info.json")["classes"])
+n_classes = len(steps.load_info(data_dir(dataset))["classes"])
 runs = []
 with steps.measured(record := {"dataset": dataset}):
     for seed in p["seeds"]:

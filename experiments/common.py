@@ -10,7 +10,7 @@ import yaml
 from ulmfit.config import ClfConfig, ConfigError, LMConfig, ModelConfig, check_keys, check_prepare, from_dict, read_yaml
 from ulmfit.data import DATASETS, DataError
 from ulmfit.interrupt import stop_cleanly
-from ulmfit.io import OutputError
+from ulmfit.io import CheckpointError, OutputError
 from ulmfit.precision import kernel_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def one_line_errors(kind, error, tb):
     if issubclass(kind, KeyboardInterrupt):
         print(f"{Path(sys.argv[0]).name}: interrupted; the stage's outputs were not changed", file=sys.stderr)
         code = interrupt_code(error)
-    elif issubclass(kind, (ConfigError, DataError, OutputError)) or kernel_error(error):
+    elif issubclass(kind, (ConfigError, DataError, OutputError, CheckpointError)) or kernel_error(error):
         print(f"{' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}: error: {kernel_error(error) or error}", file=sys.stderr)
         code = 2
     else:

@@ -498,3 +498,15 @@ def test_params_files_with_a_duplicate_key_bad_yaml_bad_seeds_or_an_unknown_sect
                        "--section", "nosuch"), "has no section 'nosuch'; its sections are: ")
     with pytest.raises(ConfigError, match="cannot read the params file"):
         load_params(tmp_path / "missing.yaml")
+
+
+def test_a_dataset_too_small_for_its_splits_and_out_dot_are_named(tmp_path, monkeypatch):
+    for n in (2, 5):
+        with pytest.raises(DataError, match="has no documents: the data is too small to carve it out"):
+            steps.prepare("trec", tmp_path / f"out{n}", mirror(tmp_path / str(n), questions(n)), min_freq=1)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    with pytest.raises(io.OutputError, match=f"the output folder {work} holds notes.txt, which prepare did not write"):
+        steps.prepare("trec", ".", mirror(tmp_path / "m", questions(60)), min_freq=1)

@@ -8,13 +8,9 @@ import torch
 
 from .awd_lstm import Classifier, LanguageModel
 from .config import ModelConfig
-from .io import save_torch
+from .io import CheckpointError, save_torch
 
 FILE = "model.pt"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, damaged, or does not fit the model being built."""
 
 
 def save_model(directory, model, vocab, classes=None, meta=None):
@@ -42,6 +38,11 @@ def read(directory):
         raise CheckpointError(f"cannot read checkpoint {path} ({e}); it is damaged: retrain or restore it") from e
     if not isinstance(obj, dict) or "state_dict" not in obj or "vocab" not in obj:
         raise CheckpointError(f"{path} is not a ulmfit checkpoint (no state_dict/vocab); use `ulmfit import-fastai` for fastai files")
+    needed = ["kind", "model_config", "meta"] + (["classes", "bptt", "max_len"] if obj.get("kind") == "classifier" else [])
+    missing = [k for k in needed if k not in obj]
+    if missing or obj["kind"] not in ("lm", "classifier") or not isinstance(obj["model_config"], dict):
+        raise CheckpointError(f"{path} is damaged: it lacks {', '.join(missing) or 'a valid kind or model_config'}; "
+                              "train the model again or restore the file")
     obj["path"] = str(path)
     return obj
 

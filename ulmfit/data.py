@@ -17,9 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-class DataError(ValueError):
-    """Data could not be loaded or used; the message names the item at fault and the fix."""
+from .io import DataError  # noqa: F401  (raised here; the class every module imports from ulmfit.data)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,14 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 
+class DataError(ValueError):
+    """Data could not be loaded or used; the message names the item at fault and the fix."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, damaged, or does not fit the model being built."""
+
+
 class OutputError(OSError):
     """An output could not be written; the previous version (if any) is intact."""
 
@@ -133,7 +141,7 @@ def atomic_dir(path, step, layout=(), inputs=()):
     error the temporary directory is removed and the previous `path` is left untouched, so a
     failed step never leaves a half-written output directory.
     """
-    path = Path(path)
+    path = Path(os.path.abspath(path))  # `--out .` names the current folder
     check_output(path, step, layout, inputs)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,11 +176,24 @@ def write_json(path, obj):
 
 
 def read_json(path):
-    return json.loads(Path(path).read_text())
+    """A JSON file's contents; a missing, unreadable or damaged file is a DataError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise DataError(f"{path} does not exist; run the step that writes it (prepare, for a dataset folder)") from e
+    except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DataError(f"{path} is damaged or not JSON ({' '.join(str(e).split())[:120]}); restore it or run the "
+                        "step that wrote it again") from e
 
 
 def save_torch(path, obj):
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:  # torch reports a full disk as "[enforce fail at inline_container.cc] ... unexpected pos"
+            if "unexpected pos" not in str(e) and "file write failed" not in str(e):
+                raise
+            raise OSError(errno.ENOSPC, "No space left on device") from e

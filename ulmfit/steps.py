@@ -8,6 +8,8 @@ labelled training pool, after the validation split is carved out), valid.npz, te
 where the dataset has them, unlabelled.npz. A language corpus has train.npz and valid.npz.
 """
 
+import hashlib
+import json
 import resource
 import tempfile
 import time
@@ -25,7 +27,7 @@ from .checkpoint import CheckpointError, check_vocab, load_model, load_weights, 
 from .config import ConfigError, LMConfig, check_prepare
 from .io import atomic_dir, check_result_file, read_json, write_json
 from .precision import check_device, describe
-from .text import Docs, Vocab, numericalize, tokenize_texts
+from .text import SPECIAL_TOKENS, Docs, Vocab, numericalize, tokenize_texts
 from .train import confusion, error_rate, lm_loss, predict_probs, train_classifier, train_lm
 
 PREPARED_LAYOUT = ("info.json", "vocab.json", "*.npz")  # files of a prepared dataset, the key file first
@@ -91,6 +93,9 @@ def per_epoch(log):
 
 def _clean(texts, labels, what):
     """Drop empty or whitespace-only documents, counting them; an empty result is an error."""
+    if not texts:
+        raise D.DataError(f"{what} has no documents: the data is too small to carve it out (valid_frac of each class, "
+                          "rounded); give the dataset more rows, or a larger valid_frac / repartition_test")
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if not keep:
         raise D.DataError(f"{what}: every document is empty or whitespace-only; check the data source")
@@ -200,21 +205,59 @@ def prepare(dataset, out_dir, mirror=None, valid_frac=0.1, split_seed=42, max_vo
                 if labels is not None:
                     info[name]["per_class"] = np.bincount(labels, minlength=len(info["classes"])).tolist()
             info["vocab_size"] = len(vocab)
+            info["vocab"] = vocab_fingerprint(vocab.itos)
             write_json(tmp / "vocab.json", vocab.itos)
         write_json(tmp / "info.json", info)
     return info
 
 
+def prepared_dir(data_dir):
+    """A prepared dataset folder that exists (a missing one names the step that makes it)."""
+    if not Path(data_dir).is_dir():
+        raise D.DataError(f"{data_dir} does not exist; run the prepare step for {Path(data_dir).name} first")
+    return Path(data_dir)
+
+
+def vocab_fingerprint(itos):
+    """Size and hash of a vocabulary: prepared data records the one its documents were numericalized with."""
+    return {"size": len(itos), "sha256": hashlib.sha256(json.dumps(list(itos)).encode()).hexdigest()}
+
+
+def load_info(data_dir):
+    """info.json of a prepared folder, with its class names checked."""
+    path = prepared_dir(data_dir) / "info.json"
+    info = read_json(path)
+    if not isinstance(info, dict) or not isinstance(info.get("classes"), list):
+        raise D.DataError(f"{path} has no list of classes; run the prepare step for {Path(data_dir).name} again")
+    return info
+
+
 def load_prepared(data_dir, split, direction="fwd"):
-    path = Path(data_dir) / f"{split}.npz"
+    """The documents of one split; token ids beyond the folder's vocabulary are an error naming the file."""
+    path = prepared_dir(data_dir) / f"{split}.npz"
     if not path.exists():
         raise D.DataError(f"{path} does not exist; run the prepare step for {Path(data_dir).name} first")
     docs = Docs.load(path)
+    size = len(load_vocab(data_dir))
+    if len(docs.ids) and docs.ids.max() >= size:
+        raise D.DataError(f"{path} holds token id {docs.ids.max()}, beyond the {size} tokens of "
+                          f"{Path(data_dir) / 'vocab.json'}; run the prepare step for {Path(data_dir).name} again")
     return docs.reversed() if direction == "bwd" else docs
 
 
 def load_vocab(data_dir):
-    return Vocab(read_json(Path(data_dir) / "vocab.json"))
+    """vocab.json of a prepared folder: a list of tokens, and (where info.json records it) the very vocabulary its
+    documents were numericalized with."""
+    path = prepared_dir(data_dir) / "vocab.json"
+    itos = read_json(path)
+    if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos) or itos[:len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
+        raise D.DataError(f"{path} is not a vocabulary (a list of tokens starting with the special tokens); run the "
+                          f"prepare step for {Path(data_dir).name} again")
+    recorded = load_info(data_dir).get("vocab") if path.with_name("info.json").exists() else None
+    if recorded and recorded != vocab_fingerprint(itos):
+        raise D.DataError(f"{path} ({len(itos)} tokens) is not the vocabulary the documents of {Path(data_dir)} were "
+                          f"made with ({recorded['size']} tokens, another hash); restore it or run the prepare step again")
+    return Vocab(itos)
 
 
 # ---------------------------------------------------------------- language models
@@ -344,7 +387,7 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
     random weights of `model_cfg` when lm_dir is None (training from scratch). `own_lm`: the record of
     a language model fine-tuned for this run alone (the supervised variant); its times are kept."""
     device = device or default_device()
-    info = read_json(Path(data_dir) / "info.json")
+    info = load_info(data_dir)
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "budget": budget, "lm": str(lm_dir) if lm_dir else None,
               **describe(clf_cfg.precision, device)}

@@ -34,7 +34,7 @@ from multiprocessing.connection import wait
 
 import numpy as np
 
-from .io import atomic_path
+from .io import DataError, atomic_path
 from .progress import Progress
 
 UNK, PAD, BOS, EOS, FLD, REP, WREP, UP, MAJ = ('xxunk', 'xxpad', 'xxbos', 'xxeos', 'xxfld', 'xxrep', 'xxwrep', 'xxup',
@@ -402,8 +402,20 @@ class Docs:
 
     @classmethod
     def load(cls, path) -> 'Docs':
-        with np.load(path) as z:
-            return cls(z['ids'], z['offsets'], z.get('labels'))
+        """The documents of an .npz file; a damaged or inconsistent one is a DataError naming it."""
+        try:
+            with np.load(path) as z:
+                docs = cls(z['ids'], z['offsets'], z.get('labels'))
+        except Exception as e:  # numpy and zipfile raise several types for damaged files
+            raise DataError(f"{path} is damaged ({type(e).__name__}: {' '.join(str(e).split())[:100]}); run the "
+                            "prepare step for this dataset again") from e
+        n = len(docs.offsets) - 1
+        if (docs.offsets.ndim != 1 or n < 0 or docs.offsets[0] != 0 or docs.offsets[-1] != len(docs.ids)
+                or np.any(np.diff(docs.offsets) < 0) or docs.labels is not None and len(docs.labels) != n
+                or len(docs.ids) and docs.ids.min() < 0):
+            raise DataError(f"{path} is damaged (its documents' offsets, ids or labels do not fit together); run the "
+                            "prepare step for this dataset again")
+        return docs
 
 
 def numericalize(token_lists, vocab, labels=None) -> Docs:
