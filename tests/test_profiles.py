@@ -79,3 +79,26 @@ def test_a_variant_starting_from_a_differently_named_model_other_than_fwd_is_ref
     with pytest.raises(ConfigError, match=re.escape("lm_variants.from_same_name lists bwd2, which starts from bwd under "
                                                     "another name; dvc.yaml has no stage group for that")):
         check_variants(p, variants, "params.yaml")
+
+
+def test_the_readmes_experiment_table_shows_what_varies_readably(tmp_path):
+    """`dvc exp show --md --only-changed` (README, Running variants in parallel): the params that vary as plain cells,
+    not hundreds of columns squeezed into '…' off a terminal."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode()
+    for name in filter(None, files.split("\0")):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, tmp_path / name)
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    git = ["git", "-c", "user.email=test@example.com", "-c", "user.name=test"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run(git + ["commit", "-qm", "base"], cwd=tmp_path, check=True)
+    params = (tmp_path / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(params.replace("seeds: [0, 1, 2]", "seeds: [3]", 1))
+    assert "dvc exp show --md --only-changed" in (ROOT / "README.md").read_text()
+    shown = subprocess.run(["dvc", "exp", "show", "--md", "--only-changed"], cwd=tmp_path, capture_output=True,
+                           text=True, env=env)
+    assert shown.returncode == 0, shown.stderr
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in shown.stdout.splitlines() if line.startswith("|")]
+    assert rows[0] == ["Experiment", "Created", "seeds"] and "…" not in shown.stdout
+    assert ["workspace", "-", "[3]"] in rows and any(r[2] == "[0, 1, 2]" for r in rows)
