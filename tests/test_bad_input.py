@@ -4,6 +4,7 @@ partial output behind: the previous output of a failed step stays as it was."""
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -382,7 +383,7 @@ def test_predict_or_evaluate_on_a_language_model_folder(tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     (lambda p: "seeds: [0\n", "is not valid YAML"),
-    (lambda p: p.update(seeds=[]), "seeds must list at least one seed"),
+    (lambda p: p.update(seeds=[]), "seeds must list whole numbers >= 0"),
     (lambda p: p.update(datasets=[]), "datasets must list at least one dataset"),
     (lambda p: p["trec"].update(budget=-5), "trec.budget .* must be a whole number"),
     (lambda p: p["clf"].update(max_len=0), "clf.*max_len must be > 0"),
@@ -523,3 +524,43 @@ def test_a_full_disk_inside_torch_save_is_one_line_and_keeps_the_previous_checkp
         io.save_torch(tmp_path / "state.pt", {"step": 2})
     monkeypatch.undo()
     assert torch.load(tmp_path / "state.pt") == {"step": 1} and sorted(os.listdir(tmp_path)) == ["state.pt"]
+
+
+def test_mismatched_vocabularies_and_incomplete_files_are_named(tmp_path):
+    data = tmp_path / "data"
+    steps.prepare("trec", data, mirror(tmp_path, questions(60)), min_freq=1)
+    good = json.loads((data / "vocab.json").read_text())
+    other = good[:9] + good[9:][::-1]  # another valid vocabulary of the same size
+    (data / "vocab.json").write_text(json.dumps(other))
+    for args in (["finetune-lm", "--data", data, "--out", tmp_path / "lm", "--set", "epochs=1", "emb_size=8",
+                  "hidden_size=12"],
+                 ["train-clf", "--data", data, "--out", tmp_path / "clf", "--set", "epochs=1", "emb_size=8",
+                  "hidden_size=12"]):
+        one_line_error(cli(*args), f"{data / 'vocab.json'} ({len(other)} tokens) is not the vocabulary the documents of "
+                                   f"{data} were made with")
+    (data / "vocab.json").write_text(json.dumps(good[:12]))  # smaller than the documents' ids
+    info = json.loads((data / "info.json").read_text())
+    del info["vocab"]  # as older code wrote it: the ids are checked against the vocabulary's size
+    (data / "info.json").write_text(json.dumps(info))
+    one_line_error(cli("train-clf", "--data", data, "--out", tmp_path / "clf", "--set", "epochs=1"),
+                   "holds token id", "beyond the 12 tokens of", str(data / "vocab.json"))
+    (data / "vocab.json").write_text(json.dumps(good))
+    del info["classes"]
+    (data / "info.json").write_text(json.dumps(info))
+    one_line_error(cli("train-clf", "--data", data, "--out", tmp_path / "clf", "--set", "epochs=1"),
+                   f"{data / 'info.json'} has no list of classes")
+    (data / "info.json").write_text(json.dumps({**info, "classes": ["a", "b", "c", "d", "e", "f"]}))
+    model = tmp_path / "lm"
+    save_model(model, LanguageModel(len(good), TINY), good, meta={"direction": "fwd"})
+    obj = torch.load(model / "model.pt", weights_only=False)
+    del obj["model_config"]
+    torch.save(obj, model / "model.pt")
+    with pytest.raises(CheckpointError, match=f"{model / 'model.pt'} is damaged: it lacks model_config"):
+        steps.train_clf(data, tmp_path / "clf", ClfConfig(epochs=1), model)
+
+
+def test_a_stage_script_without_its_prepared_folder_is_one_line(tmp_path):
+    shutil.copytree(ROOT / "experiments", tmp_path / "experiments")  # a project root with nothing prepared
+    result = subprocess.run([sys.executable, str(tmp_path / "experiments" / "train_clf.py"), "trec", "ulmfit"],
+                            capture_output=True, text=True, env=dict(os.environ, ULMFIT_PARAMS=str(ROOT / "profiles" / "tiny.yaml")))
+    one_line_error(result, f"{tmp_path / 'data' / 'prepared' / 'trec'} does not exist; run the prepare step for trec first")

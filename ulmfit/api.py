@@ -47,7 +47,6 @@ class TextClassifier:
 
     def __init__(self, directories, device=None, precision="auto"):
         self.device = check_device(device)
-        self.precision = resolve(precision, self.device)
         self.members, self.classes = [], None
         directories = [directories] if isinstance(directories, (str, Path)) else list(directories)
         if not directories:
@@ -59,6 +58,7 @@ class TextClassifier:
                                       "ensemble models of one task")
             self.classes = obj["classes"]
             self.members.append((model, Vocab(obj["vocab"]), obj["meta"].get("direction", "fwd")))
+        self.precision = resolve(precision, self.device)
 
     def predict_proba(self, texts, batch_size=64):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -81,8 +81,8 @@ class TextLanguageModel:
 
     def __init__(self, directory, device=None, precision="auto"):
         self.device = check_device(device)
-        self.precision = resolve(precision, self.device)
         self.model, obj = load_model(directory, self.device)
+        self.precision = resolve(precision, self.device)
         if obj["kind"] != "lm":
             raise CheckpointError(f"{directory} holds a classifier, not a language model; pass a folder written by "
                                   "pretrain or finetune-lm")

@@ -274,15 +274,15 @@ def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, de
     data-parallel over the processes, rank 0 writing the outputs)."""
     device = distributed.setup(device)
     vocab = load_vocab(corpus_dir)
-    record = {"direction": direction, "seed": seed, "processes": distributed.world_size(),
-              **describe(lm_cfg.precision, device)}
+    record = {"direction": direction, "seed": seed, "processes": distributed.world_size()}
     with output_dir(out_dir, "pretrain", [corpus_dir]) as tmp:
         with measured(record):
             torch.manual_seed(seed)
             model = LanguageModel(len(vocab), model_cfg, drop_mult=lm_cfg.drop_mult)
+            train, valid = load_prepared(corpus_dir, "train", direction), load_prepared(corpus_dir, "valid", direction)
+            record.update(describe(lm_cfg.precision, device))  # the inputs are checked: now the hardware decides
             log, end = dvclive_logger(tmp / "dvclive")
-            record["history"] = train_lm(model, load_prepared(corpus_dir, "train", direction),
-                                         load_prepared(corpus_dir, "valid", direction), lm_cfg, seed, device, None,
+            record["history"] = train_lm(model, train, valid, lm_cfg, seed, device, None,
                                          resume or resume_path(out_dir), progress, on_step=log)
             end()
             record["valid_ppl"] = record["history"][-1].get("valid_ppl")
@@ -320,8 +320,7 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
     device = distributed.setup(device)
     vocab = load_vocab(data_dir)
     record = {"direction": direction, "seed": seed, "text": text, "budget": budget,
-              "pretrained": str(pretrained_dir) if pretrained_dir else None, "processes": distributed.world_size(),
-              **describe(lm_cfg.precision if lm_cfg else "auto", device)}
+              "pretrained": str(pretrained_dir) if pretrained_dir else None, "processes": distributed.world_size()}
     with output_dir(out_dir, "finetune-lm", [data_dir, pretrained_dir]) as tmp:
         with measured(record):
             torch.manual_seed(seed)
@@ -335,9 +334,10 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
             if pretrained_dir:
                 load_weights(model, transfer_vocab(obj["state_dict"], obj["vocab"], vocab.itos), obj["path"])
             valid = load_prepared(data_dir, "valid", direction)
+            docs = lm_text(data_dir, text, seed, budget, balanced, direction) if lm_cfg is not None else None
+            record.update(describe(lm_cfg.precision if lm_cfg else "auto", device))
             if lm_cfg is not None:
                 log, end = dvclive_logger(tmp / "dvclive")
-                docs = lm_text(data_dir, text, seed, budget, balanced, direction)
                 record["train_tokens"] = int(docs.n_tokens)
                 record["history"] = train_lm(model, docs, valid, lm_cfg, seed, device, None,
                                              resume or resume_path(out_dir), progress, on_step=log)
@@ -389,8 +389,7 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
     device = device or default_device()
     info = load_info(data_dir)
     vocab = load_vocab(data_dir)
-    record = {"direction": direction, "seed": seed, "budget": budget, "lm": str(lm_dir) if lm_dir else None,
-              **describe(clf_cfg.precision, device)}
+    record = {"direction": direction, "seed": seed, "budget": budget, "lm": str(lm_dir) if lm_dir else None}
     if own_lm:
         record["own_lm"] = {k: own_lm[k] for k in ("started", "finished", "wall_s", "peak_mem_mb", "valid_ppl")}
     with atomic_dir(out_dir, "train-clf", MODEL_LAYOUT, [data_dir, lm_dir]) as tmp:
@@ -414,6 +413,7 @@ def train_clf(data_dir, out_dir, clf_cfg, lm_dir=None, model_cfg=None, direction
                                drop_mult=clf_cfg.drop_mult)
             if lm_dir:
                 load_weights(model, obj["state_dict"], obj["path"], prefix="encoder.")
+            record.update(describe(clf_cfg.precision, device))
             log, end = dvclive_logger(tmp / "dvclive")
             check, key = (valid, "valid_error") if select is None else (select, "select_error")
             history = train_classifier(model, train, check, clf_cfg, seed, device, per_epoch(log), resume or resume_path(out_dir),
@@ -437,7 +437,7 @@ def evaluate(data_dir, model_dirs, out_path, device=None, batch_size=64, precisi
     """Test error of each classifier and of the ensemble that averages their probabilities."""
     device = device or default_device()
     check_result_file(out_path, "evaluate")
-    result = {"step": "evaluate", "models": {}, **describe(precision, device)}
+    result = {"step": "evaluate", "models": {}}
     with measured(result):
         probs = []
         for name, directory in model_dirs.items():
@@ -445,6 +445,7 @@ def evaluate(data_dir, model_dirs, out_path, device=None, batch_size=64, precisi
             direction = obj["meta"].get("direction", "fwd")
             check_vocab(obj, load_vocab(data_dir).itos)
             test = load_prepared(data_dir, "test", direction)
+            result.update(describe(precision, device))
             p = predict_probs(model, test, batch_size, device, precision)
             probs.append(p)
             result["models"][name] = {"test_error": error_rate(p, test.labels), "direction": direction}
