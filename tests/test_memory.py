@@ -1,17 +1,24 @@
-"""Accelerator memory: running out of it is one line naming the knobs that lower it, with the resume checkpoint kept."""
+"""Accelerator memory: benchmarks/memory.py's figures against the measured peak of small CPU models; running out of
+memory is one line naming the knobs that lower it, with the resume checkpoint kept."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from test_resume import MODEL, prepared
 
 from ulmfit import cli, train
+from ulmfit.awd_lstm import Classifier, LanguageModel
+from ulmfit.config import ModelConfig
 from ulmfit.precision import OutOfMemory, kernel_error
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import memory  # noqa: E402
+
 CUDA_OOM = ("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB of which 1.06 GiB "
             "is free. Process 4242 has 78.03 GiB memory in use. Of the allocated memory 75.20 GiB is allocated by "
             "PyTorch, and 1.30 GiB is reserved by PyTorch but unallocated. If reserved but unallocated memory is large "
@@ -59,3 +66,24 @@ def test_a_stage_script_that_runs_out_of_memory_exits_2_in_one_line():
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith("-c imdb ulmfit: error: out of memory (Tried to allocate 2.00 GiB")
+
+
+def test_the_parameter_counts_are_the_models():
+    for m, vocab in ((ModelConfig(emb_size=8, hidden_size=12), 30), (ModelConfig(emb_size=16, hidden_size=24, n_layers=2,
+                                                                                 head_hidden=7), 50)):
+        assert memory.lm_params(m, vocab) == sum(p.numel() for p in LanguageModel(vocab, m).parameters())
+        assert memory.clf_params(m, vocab, 5) == sum(p.numel() for p in Classifier(vocab, 5, m).parameters())
+
+
+@pytest.mark.parametrize("case", [("lm", 20000, 200, 400, 32, 70),  # the vocabulary's parts weigh most
+                                  ("lm", 2000, 64, 512, 32, 140), ("clf", 2000, 64, 256, 16, 600)])  # the LSTM's
+def test_the_computed_peak_is_within_a_fifth_of_the_measured_one_on_a_cpu(case):
+    kind, vocab, emb, hidden, batch, length = case
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "memory.py"), "--measure", *map(str, case)],
+                            capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    m = ModelConfig(emb_size=emb, hidden_size=hidden)
+    parts = (memory.lm_memory(m, vocab, batch, length, size=4, device="cpu") if kind == "lm"
+             else memory.clf_memory(m, vocab, batch, length, size=4, early_stop=False))
+    assert 0.8 < int(result.stdout) / sum(parts.values()) < 1.2, (int(result.stdout), parts)
