@@ -29,8 +29,9 @@ GROUPS = {"lm_variants": ["from_same_name", "from_fwd", "from_nothing"],  # a st
 
 
 def one_line_errors(kind, error, tb):
-    """Every stage script imports this module: a config, data or output error, or a backend kernel's error (named
-    with the device and precision), prints one line naming the problem and the fix, and the script exits with code 2; Ctrl-C or SIGTERM exit with 130 or 143 after the step has removed
+    """Every stage script imports this module: a config, data or output error, running out of memory (naming
+    batch_size and max_len), or a backend kernel's error (named with the device and precision), prints one line naming
+    the problem and the fix, and the script exits with code 2; Ctrl-C or SIGTERM exit with 130 or 143 after the step has removed
     its temporary files; anything else keeps its traceback."""
     if issubclass(kind, KeyboardInterrupt):
         print(f"{Path(sys.argv[0]).name}: interrupted; the stage's outputs were not changed", file=sys.stderr)

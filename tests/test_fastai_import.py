@@ -1,15 +1,25 @@
 """`ulmfit import-fastai`: a synthetic state dict with fastai's exact key names is converted, and
-the converted model must reproduce an independent step-by-step AWD-LSTM computation."""
+the converted model must reproduce an independent step-by-step AWD-LSTM computation. `ulmfit fetch-fastai`: archives
+packed like fastai's are fetched from file:// URLs, checked against a sha256 lock file and imported."""
 
+import hashlib
 import json
+import os
 import pickle
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from ulmfit import cli
 from ulmfit.checkpoint import load_model
-from ulmfit.fastai_import import import_fastai
+from ulmfit.fastai_import import import_fastai, pretrain_import
+
+ROOT = Path(__file__).resolve().parents[1]
 
 VOCAB, EMB, LAYERS = 30, 8, 3
 ITOS = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", "xxmaj"] + [
@@ -162,3 +172,78 @@ def test_cli_import_fastai(tmp_path, capsys):
 
     rc = cli.main(["import-fastai", "--weights", str(tmp_path / "nope.pth"), "--vocab", str(vocab), "--out", str(tmp_path / "bad")])
     assert rc == 2 and "nope.pth" in capsys.readouterr().err
+
+
+def fastai_archives(folder):
+    """fastai's two WT103 archives as fastai packs them (a folder holding the weights and the token list), with
+    random weights; returns each direction's state dict."""
+    folder.mkdir()
+    sds = {}
+    for seed, direction in enumerate(("fwd", "bwd")):
+        sds[direction] = fastai_state_dict(12, seed)
+        inner = folder / f"wt103-{direction}"
+        inner.mkdir()
+        torch.save(sds[direction], inner / f"lstm_{direction}.pth")
+        (inner / "itos_wt103.pkl").write_bytes(pickle.dumps(ITOS))
+        with tarfile.open(folder / f"wt103-{direction}.tgz", "w:gz") as tar:
+            tar.add(inner, arcname=inner.name)
+    return sds
+
+
+def fetch(source, out, lock):
+    return cli.main(["fetch-fastai", "--source", str(source), "--out", str(out), "--lock", str(lock)])
+
+
+def test_fetch_fastai_records_then_checks_the_sha256_and_its_pretrain_import_converts(tmp_path, capsys):
+    sds, lock = fastai_archives(tmp_path / "s3"), tmp_path / "fastai_wt103.sha256"
+    assert fetch((tmp_path / "s3").as_uri(), tmp_path / "wt103", lock) == 0  # a file:// URL, as fastai's https:// one
+    out = capsys.readouterr().out
+    sums = {f"wt103-{d}.tgz": hashlib.sha256((tmp_path / "s3" / f"wt103-{d}.tgz").read_bytes()).hexdigest()
+            for d in ("fwd", "bwd")}
+    assert lock.read_text() == "".join(f"{sha}  {name}\n" for name, sha in sums.items())
+    assert f"sha256 recorded in {lock}" in out and "cp profiles/paper_main.yaml params.yaml && dvc repro" in out
+    source = yaml.safe_load(out.split("pretrain_import: ", 1)[1])
+    assert source == {d: {"weights": f"{tmp_path}/wt103/{d}/lstm_{d}.pth", "vocab": f"{tmp_path}/wt103/{d}/itos_wt103.pkl"}
+                      for d in ("fwd", "bwd")}
+    for direction, files in source.items():  # what experiments/pretrain.py does with params pretrain_import
+        import_fastai(files["weights"], files["vocab"], tmp_path / "pretrained" / direction, direction)
+        model, obj = load_model(tmp_path / "pretrained" / direction)
+        ids = torch.randint(0, VOCAB, (2, 5), generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            torch.testing.assert_close(model(ids)[0].double(), reference_logits(sds[direction], ids), rtol=1e-5, atol=1e-5)
+        assert obj["meta"]["direction"] == direction
+
+    assert fetch(tmp_path / "s3", tmp_path / "again", lock) == 0  # a plain folder; the lock is checked, not rewritten
+    assert f"sha256 checked against {lock}" in capsys.readouterr().out and len(lock.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("locked, damage", [(True, "flip"), (False, "flip"), (False, "cut")])
+def test_fetch_fastai_refuses_a_damaged_archive_in_one_line_writing_nothing(tmp_path, capsys, locked, damage):
+    """Against the lock by its sha256; on the first download (no lock yet) by gzip's own CRC-32."""
+    fastai_archives(tmp_path / "s3")
+    lock = tmp_path / "fastai_wt103.sha256"
+    if locked:
+        assert fetch(tmp_path / "s3", tmp_path / "first", lock) == 0
+    before = lock.read_text() if locked else None
+    damaged = tmp_path / "s3" / "wt103-bwd.tgz"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 1  # one bit flipped, in the compressed data of the weights
+    damaged.write_bytes(data if damage == "flip" else data[: len(data) // 2])  # or a download cut short
+    capsys.readouterr()
+    assert fetch(tmp_path / "s3", tmp_path / "wt103", lock) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("ulmfit fetch-fastai: error: ")
+    assert ("has sha256" in err and f"but {lock} records" in err) if locked else "not a readable .tgz archive" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["s3", *(["first", lock.name] if locked else [])])
+    assert (lock.read_text() if locked else None) == before
+
+
+def test_the_pretrain_stage_names_missing_fastai_files_and_the_command_that_fetches_them(tmp_path):
+    p = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
+    p["pretrain_import"] = pretrain_import(tmp_path / "never_fetched")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    result = subprocess.run([sys.executable, str(ROOT / "experiments" / "pretrain.py"), "bwd"], capture_output=True,
+                            text=True, timeout=120, env=dict(os.environ, ULMFIT_PARAMS=str(tmp_path / "params.yaml"),
+                                                             PYTHONPATH=str(ROOT)))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"{tmp_path}/never_fetched/bwd/lstm_bwd.pth" in result.stderr and "run `ulmfit fetch-fastai` first" in result.stderr

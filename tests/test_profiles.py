@@ -1,4 +1,4 @@
-"""Every profile validates, and DVC lists the paper profile's whole grid without error."""
+"""Every profile validates; DVC lists each paper tier's whole grid, and only it, without error."""
 
 import os
 import re
@@ -11,32 +11,60 @@ import pytest
 import yaml
 from common import GROUPS, check_variants, load_params, load_variants
 
+from ulmfit.cli import FASTAI_OUT
 from ulmfit.config import ConfigError
+from ulmfit.fastai_import import pretrain_import
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("profile", ["params.yaml", "profiles/tiny.yaml", "profiles/paper.yaml"])
+TIERS = ["profiles/paper_main.yaml", "profiles/paper_tables.yaml", "profiles/paper.yaml"]  # README: (a), (b), (c)
+STAGE_KEYS = ["datasets", "extra_datasets", "pretrained", "lm_variants", "clf_variants", "curve_budgets"]
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/tiny.yaml", *TIERS])
 def test_profile_validates(profile):
     p = load_params(ROOT / profile)
     assert len(p["seeds"]) >= (3 if profile == "params.yaml" else 1)
 
 
-def test_paper_profile_dry_run_lists_the_whole_grid(tmp_path):
+def workspace(tmp_path, profile):
+    """A fresh clone's files (no dvc.lock) with `profile` as params.yaml."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode()
     for name in filter(None, files.split("\0")):
         if (ROOT / name).is_file():
             (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, tmp_path / name)
-    shutil.copy(ROOT / "profiles" / "paper.yaml", tmp_path / "params.yaml")
+    shutil.copy(ROOT / profile, tmp_path / "params.yaml")
     (tmp_path / "dvc.lock").unlink(missing_ok=True)
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    return tmp_path
+
+
+# Tier (a): ULMFiT fwd and bwd (and their ensemble, in evaluate) on the six datasets, from fastai's models
+MAIN = (["check_params", "calibrate", "prepare_corpus", "pretrain@fwd", "pretrain@bwd", "report"]
+        + [f"{stage}@{d}" for d in ("imdb", "trec", "ag_news") for stage in ("prepare", "bow", "evaluate")]
+        + [f"finetune_lm@{d}-{v}" for d in ("imdb", "trec", "ag_news") for v in ("fwd", "bwd")]
+        + [f"train_clf@{d}-ulmfit" for d in ("imdb", "trec", "ag_news")]
+        + [f"train_clf_from_same_name@{d}-bwd" for d in ("imdb", "trec", "ag_news")]
+        + [f"{stage}@{d}" for d in ("dbpedia_14", "yelp_polarity", "yelp_review_full")
+           for stage in ("prepare_extra", "evaluate_extra")]
+        + [f"{stage}@{d}-{v}" for d in ("dbpedia_14", "yelp_polarity", "yelp_review_full")
+           for stage, v in (("finetune_lm_extra", "fwd"), ("finetune_lm_extra", "bwd"), ("train_clf_extra", "ulmfit"),
+                            ("train_clf_extra_bwd", "bwd"))])
+
+
+@pytest.mark.parametrize("profile", TIERS)
+def test_each_paper_tier_plans_exactly_its_grid_and_every_dependency_is_made_or_tracked(tmp_path, profile):
+    """`dvc repro --dry --force` lists every stage of the profile's grid and no other; every stage's dependency is a
+    file in git or made by one of them (a profile without Figure 3 makes no runs/curve for the report to read)."""
+    workspace(tmp_path, profile)
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     # --force: list every stage; a plain --dry trips over missing upstream outputs (treeverse/dvc#9021)
     result = subprocess.run(["dvc", "repro", "--dry", "--force"], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     stages = re.findall(r"Running stage '([^']+)'", result.stdout)
-    p = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
+    p = yaml.safe_load((ROOT / profile).read_text())
     n, extra = len(p["datasets"]), len(p["extra_datasets"])
     expected = {"prepare@": n, "prepare_extra@": extra, "pretrain@": len(p["pretrained"]), "bow@": n, "evaluate@": n,
                 "evaluate_extra@": extra, "finetune_lm_extra@": extra * 2, "train_clf_extra@": extra,
@@ -47,7 +75,30 @@ def test_paper_profile_dry_run_lists_the_whole_grid(tmp_path):
             expected[f"{stage}_{group}@" if i else f"{stage}@"] = n * len(p[key][group])
     for prefix, count in expected.items():
         assert len([s for s in stages if s.startswith(prefix)]) == count, prefix
-    assert "report" in stages and "prepare_corpus" in stages
+    assert {"check_params", "calibrate", "prepare_corpus", "report"} <= set(stages)
+    assert len(stages) == len(set(stages)) == sum(expected.values()) + 4
+    if profile.endswith("paper_main.yaml"):
+        assert sorted(stages) == sorted(MAIN)
+
+    repo = pytest.importorskip("dvc.repo").Repo(str(tmp_path))
+    made = [str(o.def_path) for stage in repo.index.stages for o in stage.outs]
+    for stage in repo.index.stages:
+        for dep in (str(d.def_path) for d in stage.deps if not d.def_path.endswith(".yaml")):
+            assert (tmp_path / dep).exists() or any(Path(o) == Path(dep) or Path(dep) in Path(o).parents
+                                                   or Path(o) in Path(dep).parents for o in made), (stage.addressing, dep)
+
+
+def test_the_tiers_differ_from_paper_yaml_only_in_the_stages_they_run_and_where_fwd_and_bwd_come_from():
+    """So that the three cannot drift apart; (a) and (b) start from what `ulmfit fetch-fastai` writes by default."""
+    paper = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
+    for profile in TIERS[:2]:
+        tier = yaml.safe_load((ROOT / profile).read_text())
+        assert tier.keys() == paper.keys()
+        assert {k for k in paper if tier[k] != paper[k]} <= {*STAGE_KEYS, "pretrain_import"}, profile
+        assert tier["pretrain_import"] == pretrain_import(FASTAI_OUT) and paper["pretrain_import"] == {}
+    main, tables = (yaml.safe_load((ROOT / profile).read_text()) for profile in TIERS[:2])
+    assert {k for k in paper if tables[k] != paper[k]} == {"pretrain_import"}  # (b): every stage of (c)
+    assert main["datasets"] + main["extra_datasets"] == paper["datasets"] + paper["extra_datasets"]  # all six
 
 
 @pytest.mark.parametrize("edit, message", [

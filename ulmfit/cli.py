@@ -48,6 +48,7 @@ def configs(args, train_cls):
     return model, train
 
 
+FASTAI_OUT = "models/fastai_wt103"  # where the paper profiles' pretrain_import looks
 PRECISION_HELP = "auto (default): bf16 where the device runs it natively, fp32 elsewhere"
 
 
@@ -88,6 +89,15 @@ def build_parser():
     p.add_argument("--out", required=True, help="model directory to write (model.pt)")
     p.add_argument("--direction", choices=("fwd", "bwd"), default="fwd", help="the direction the weights were trained in")
     p.add_argument("--target-vocab", help="map the rows onto this vocab.json (a prepared dataset's)")
+
+    p = sub.add_parser("fetch-fastai", help="download fastai's WT103 language models (fwd and bwd), check their sha256 "
+                                            "and unpack them for params pretrain_import")
+    p.add_argument("--out", default=FASTAI_OUT, help=f"folder to write (default: {FASTAI_OUT}, where "
+                                                     "profiles/paper_main.yaml and paper_tables.yaml look)")
+    p.add_argument("--source", help="folder or file://, http(s):// URL holding wt103-fwd.tgz and wt103-bwd.tgz "
+                                    "(default: fastai's, https://s3.amazonaws.com/fast-ai-modelzoo/)")
+    p.add_argument("--lock", default="fastai_wt103.sha256", help="the archives' sha256, recorded on the first download "
+                                                                 "and checked on every later one: commit it")
 
     p = sub.add_parser("finetune-lm", help="fine-tune a language model on a prepared target dataset")
     p.add_argument("--data", required=True, help="prepared dataset directory")
@@ -133,6 +143,19 @@ def dataset_options(args):
     return args.dataset, {}
 
 
+def fetch_fastai_command(args):
+    from .fastai_import import FASTAI_URL, fetch_fastai
+
+    r = fetch_fastai(args.out, args.source or FASTAI_URL, args.lock)
+    check = (f"sha256 recorded in {args.lock} (first download): commit it; later fetches are checked against it"
+             if r["recorded"] else f"sha256 checked against {args.lock}")
+    source = yaml.safe_dump(r["pretrain_import"], default_flow_style=True, width=float("inf"), sort_keys=False).strip()
+    print(f"fetched fastai's WT103 language models into {args.out}/fwd and {args.out}/bwd; {check}\n"
+          f"start from them: cp profiles/paper_main.yaml params.yaml && dvc repro  (paper_tables.yaml: every table; "
+          f"both read {FASTAI_OUT})\n"
+          f"or set in params.yaml  pretrain_import: {source}")
+
+
 def run(args):
     from . import steps
     from .api import check_texts, load_classifier
@@ -155,6 +178,8 @@ def run(args):
                   if args.target_vocab else "")
         print(f"imported fastai {r['direction']} LM: vocab {r['source_vocab_size']}{mapped}, emb {r['emb_size']}, "
               f"hidden {r['hidden_size']}, {r['n_layers']} layers -> {r['out']}")
+    elif args.command == "fetch-fastai":
+        fetch_fastai_command(args)
     elif args.command == "finetune-lm":
         model_cfg, lm_cfg = configs(args, LMConfig)
         steps.finetune_lm(args.data, args.out, None if args.no_training else lm_cfg, args.pretrained, model_cfg,

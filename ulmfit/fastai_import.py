@@ -13,11 +13,20 @@ fastai's model is SequentialRNN(AWD_LSTM, LinearDecoder), so its state dict keys
     1.decoder.bias
 
 Both use PyTorch's LSTM gate order (i, f, g, o), so the tensors are copied unchanged.
+
+`fetch_fastai` (`ulmfit fetch-fastai`) downloads fastai's published archives, checks their sha256 against a lock file
+(recording it on the first download) and unpacks them, ready for params `pretrain_import`.
 """
 
+import gzip
+import hashlib
 import json
 import pickle
 import re
+import shutil
+import tarfile
+import urllib.request
+import zlib
 from pathlib import Path
 
 import torch
@@ -25,6 +34,12 @@ import torch
 from .awd_lstm import LanguageModel, transfer_vocab
 from .checkpoint import load_weights, save_model
 from .config import ModelConfig
+from .io import atomic_dir, write_text
+
+# fastai's URLs.WT103_FWD and URLs.WT103_BWD (fastai/data/external.py: URLs.S3_MODEL + the archive's name); fastai
+# publishes no checksum of these two, so the first download's sha256 is recorded in a lock file and checked after.
+FASTAI_URL = "https://s3.amazonaws.com/fast-ai-modelzoo/"
+ARCHIVES = {"fwd": "wt103-fwd.tgz", "bwd": "wt103-bwd.tgz"}
 
 # Per-layer tensors: fastai's key suffix -> ours (under encoder.rnns.{i}.).
 LAYER_KEYS = {
@@ -128,6 +143,18 @@ def convert(sd, cfg, vocab_size):
     return ours
 
 
+def read_fastai(weights, vocab):
+    """fastai's language model as (our state dict, its tokens, its ModelConfig), every key and shape checked."""
+    sd = load_state_dict(weights)
+    itos = load_itos(vocab)
+    cfg = infer_config(sd)
+    vocab_size = sd["0.encoder.weight"].shape[0]
+    if vocab_size != len(itos):
+        raise ValueError(f"{weights} has {vocab_size} embedding rows but {vocab} holds {len(itos)} tokens; "
+                         "pass the itos file published with these weights")
+    return convert(sd, cfg, vocab_size), itos, cfg
+
+
 def import_fastai(weights, vocab, out_dir, direction="fwd", target_vocab=None):
     """Convert fastai's `weights` (.pth) and `vocab` (itos .pkl) into `out_dir/model.pt`.
 
@@ -136,14 +163,7 @@ def import_fastai(weights, vocab, out_dir, direction="fwd", target_vocab=None):
     """
     if direction not in ("fwd", "bwd"):
         raise ValueError(f"direction must be fwd or bwd, got {direction!r}")
-    sd = load_state_dict(weights)
-    itos = load_itos(vocab)
-    cfg = infer_config(sd)
-    vocab_size = sd["0.encoder.weight"].shape[0]
-    if vocab_size != len(itos):
-        raise ValueError(f"{weights} has {vocab_size} embedding rows but {vocab} holds {len(itos)} tokens; "
-                         "pass the itos file published with these weights")
-    state = convert(sd, cfg, vocab_size)
+    state, itos, cfg = read_fastai(weights, vocab)
 
     out_vocab, shared = itos, len(itos)
     if target_vocab is not None:
@@ -157,3 +177,91 @@ def import_fastai(weights, vocab, out_dir, direction="fwd", target_vocab=None):
     return {"out": str(Path(out_dir) / "model.pt"), "direction": direction, "source_vocab_size": len(itos),
             "vocab_size": len(out_vocab), "shared_tokens": shared, "emb_size": cfg.emb_size,
             "hidden_size": cfg.hidden_size, "n_layers": cfg.n_layers}
+
+
+# ---------------------------------------------------------------- fastai's published archives
+
+
+def archive_url(source, name):
+    """The URL of archive `name` in `source`: a folder, or a file://, http:// or https:// URL of one."""
+    if "://" not in str(source):
+        return Path(source, name).resolve().as_uri()
+    return str(source).rstrip("/") + "/" + name
+
+
+def download(url, path):
+    """Copy `url` to the file `path`; returns its sha256."""
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as f:
+            while chunk := response.read(2**20):
+                digest.update(chunk)
+                f.write(chunk)
+    except OSError as e:  # urllib's URLError and HTTPError included
+        raise OSError(f"cannot download {url} ({getattr(e, 'reason', None) or e}); download it where there is a "
+                      "network and pass its folder as --source") from e
+    return digest.hexdigest()
+
+
+def read_lock(lock):
+    """{archive name: sha256} of a lock file (lines `<sha256>  <archive>`, as sha256sum writes them); {} if missing."""
+    lock, sums = Path(lock), {}
+    for n, line in enumerate(lock.read_text().splitlines() if lock.exists() else [], 1):
+        parts = line.split()
+        if parts and (len(parts) != 2 or not re.fullmatch(r"[0-9a-f]{64}", parts[0])):
+            raise ValueError(f"{lock}, line {n}: expected '<sha256>  <archive name>', got {line!r}")
+        if parts:
+            sums[parts[1]] = parts[0]
+    return sums
+
+
+def unpack(archive, folder, direction, url):
+    """The one .pth and the one .pkl of fastai's archive, written to `folder` as lstm_<direction>.pth and
+    itos_wt103.pkl (fastai itself loads whichever .pth and .pkl its archive holds); nothing else is extracted."""
+    names = {"pth": f"lstm_{direction}.pth", "pkl": "itos_wt103.pkl"}
+    try:
+        with gzip.open(archive) as whole:  # read to the end, where gzip checks its CRC-32 of everything it holds
+            while whole.read(2**24):
+                pass
+        with tarfile.open(archive, "r:gz") as tar:
+            files = [m for m in tar.getmembers() if m.isfile()]
+            found = {ext: [m for m in files if m.name.endswith("." + ext)] for ext in names}
+            if any(len(members) != 1 for members in found.values()):
+                raise ValueError(f"{url} holds {', '.join(m.name for m in files) or 'no files'}; expected one .pth "
+                                 "(fastai's weights) and one .pkl (its token list)")
+            for ext, name in names.items():
+                with tar.extractfile(found[ext][0]) as src, open(folder / name, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise ValueError(f"{url} is not a readable .tgz archive ({e}); nothing was written: fetch it again") from e
+    try:
+        read_fastai(folder / names["pth"], folder / names["pkl"])
+    except ValueError as e:
+        raise ValueError(f"{url}: {str(e).replace(str(folder) + '/', '')}") from e
+
+
+def pretrain_import(out):
+    """params `pretrain_import` for the models `fetch_fastai` wrote to `out`."""
+    out = Path(out).as_posix()
+    return {d: {"weights": f"{out}/{d}/lstm_{d}.pth", "vocab": f"{out}/{d}/itos_wt103.pkl"} for d in ARCHIVES}
+
+
+def fetch_fastai(out, source=FASTAI_URL, lock="fastai_wt103.sha256"):
+    """Download fastai's forward and backward WT103 archives from `source`, check each one's sha256 against `lock`
+    (recording it there if the lock lacks it), check that each holds a fastai AWD-LSTM language model and write
+    `out`/fwd and `out`/bwd, all or nothing. Returns the names whose sha256 was recorded and params' pretrain_import."""
+    known, sums = read_lock(lock), {}
+    with atomic_dir(out, "fetch-fastai") as tmp:
+        for direction, name in ARCHIVES.items():
+            url = archive_url(source, name)
+            sums[name] = download(url, tmp / name)
+            if known.get(name, sums[name]) != sums[name]:
+                raise ValueError(f"{url} has sha256 {sums[name]} but {lock} records {known[name]}: a damaged download "
+                                 f"or a changed file; nothing was written. Fetch again; if fastai republished it, "
+                                 f"delete its line from {lock}")
+            (tmp / direction).mkdir()
+            unpack(tmp / name, tmp / direction, direction, url)
+            (tmp / name).unlink()
+        if set(sums) - set(known):
+            write_text(lock, "".join(f"{sha}  {name}\n" for name, sha in {**known, **sums}.items()))
+    return {"recorded": sorted(set(sums) - set(known)), "pretrain_import": pretrain_import(out)}

@@ -30,6 +30,11 @@ NO_BF16_ISAS = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE
 BACKEND_ERROR = re.compile(r"primitive descriptor|oneDNN|mkldnn|cuDNN|CUDNN_STATUS|CUBLAS_STATUS|not implemented for "
                            r"'BFloat16'|no kernel image", re.IGNORECASE)
 
+CPU_OOM = re.compile(r"DefaultCPUAllocator: (can't allocate memory|not enough memory)")
+# the parts of torch's out-of-memory message worth one line: what was asked for and what the card has
+OOM_DETAILS = re.compile(r"Tried to allocate [\d.]+ \w+|GPU \d+ has a total capacity of [\d.]+ \w+ of which [\d.]+ "
+                         r"\w+ is free|you tried to allocate \d+ bytes")
+
 
 class PrecisionError(ConfigError):
     """The device cannot run the requested precision, or a kernel failed in it; the message names the fix."""
@@ -147,11 +152,28 @@ def autocast(precision, device="cpu"):
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=resolve(precision, device) == "bf16")
 
 
-def kernel_error(error):
-    """A PrecisionError naming the device, the precision and the fix for a backend kernel's RuntimeError that
-    escaped a run; None for any other error (ours keep their own message, a bug its traceback)."""
-    if not isinstance(error, RuntimeError) or isinstance(error, torch.OutOfMemoryError) or not BACKEND_ERROR.search(str(error)):
+class OutOfMemory(ConfigError):
+    """A run needed more accelerator (or host) memory than there is; the message names the knobs that lower it."""
+
+
+def out_of_memory(error):
+    """The one-line OutOfMemory for torch's out-of-memory error (a RuntimeError), None for any other error."""
+    if not (isinstance(error, torch.OutOfMemoryError) or (isinstance(error, RuntimeError) and CPU_OOM.search(str(error)))):
         return None
+    found = [m.group(0) for m in OOM_DETAILS.finditer(str(error))]
+    return OutOfMemory(f"out of memory ({'; '.join(found) or str(error).strip().splitlines()[0][:120]}): lower "
+                       "batch_size (every training step) or max_len (classifiers: the tokens trained through) with "
+                       "--set or in params, or use a card with more memory (README: Accelerator memory); the resume "
+                       "checkpoint is kept: run again unchanged to resume from it (a changed batch_size starts over)")
+
+
+def kernel_error(error):
+    """A one-line error for torch's out-of-memory error (see out_of_memory) or a PrecisionError naming the device,
+    the precision and the fix for a backend kernel's RuntimeError that escaped a run; None for any other error (ours
+    keep their own message, a bug its traceback)."""
+    oom = out_of_memory(error)
+    if oom or not isinstance(error, RuntimeError) or not BACKEND_ERROR.search(str(error)):
+        return oom
     used = ", ".join(f"{p} on {kind} ({device_name(kind)})" for kind, p in USED.items()) or "no precision resolved yet"
     fix = "set precision=fp32 (or auto)" if "bf16" in USED.values() else "check that this torch build supports the device"
     first = str(error).strip().splitlines()[0].split(". ")[0][:160]
