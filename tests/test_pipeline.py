@@ -159,7 +159,7 @@ def test_a_bad_params_file_stops_repro_at_the_check_and_outputs_come_back_with_c
     prepared = work / "data" / "prepared" / "trec"
     before = sorted(p.name for p in prepared.iterdir())
     broken = {"unknown key(s) 'clf_epochs'": params + "clf_epochs: 1\n",
-              "section 'trec' lacks": params.split("\ntrec:")[0] + "\ntrec: {}\n"}
+              "section 'trec' lacks": yaml.safe_dump({**yaml.safe_load(params), "trec": {}}, sort_keys=False)}
     try:
         for message, text in broken.items():
             (work / "params.yaml").write_text(text)
