@@ -12,9 +12,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import harness  # noqa: E402
+import overhead  # noqa: E402
 import run  # noqa: E402
+import smoke  # noqa: E402
 
-needs_data = pytest.mark.skipif(not (run.MIRROR / "imdb" / "train.parquet").exists(), reason="needs the IMDb mirror")
+needs_data = pytest.mark.skipif(not (harness.MIRROR / "imdb" / "train.parquet").exists(), reason="needs the IMDb mirror")
 
 
 @needs_data
@@ -49,7 +52,7 @@ def test_the_smoke_run_trains_the_profiles_model_and_reports_tokens_per_second(t
     params["clf"]["max_len"] = 70
     profile = tmp_path / "tiny.yaml"
     profile.write_text(yaml.safe_dump(params))
-    result = run.smoke("cpu", profile, lm_steps=3, clf_docs=16)
+    result = smoke.smoke("cpu", profile, lm_steps=3, clf_docs=16)
     assert (result["emb_size"], result["hidden_size"], result["vocab_size"]) == (8, 8, 300)
     assert result["lm_steps"] >= 2 and result["lm_tokens"] >= 3 * 64 * 70
     assert result["clf_docs"] == 16
@@ -68,25 +71,30 @@ def test_a_device_without_a_gpu_is_refused_with_the_fix(tmp_path):
 def test_overhead_is_the_share_of_elapsed_time_outside_the_stages_work(tmp_path):
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"cost": {"work_minutes": 67.52, "elapsed_minutes": 76.8, "peak_mem_mb": 1339.4}}))
-    o = run.overhead(metrics)
+    o = overhead.overhead(metrics)
     assert o["outside_minutes"] == pytest.approx(9.28) and o["outside_fraction"] == pytest.approx(9.28 / 76.8)
     metrics.write_text(json.dumps({"bow": {}}))
     with pytest.raises(SystemExit, match="no 'cost'; rerun the report stage"):
-        run.overhead(metrics)
+        overhead.overhead(metrics)
     with pytest.raises(SystemExit, match="does not exist"):
-        run.overhead(tmp_path / "missing.json")
+        overhead.overhead(tmp_path / "missing.json")
 
 
 def test_import_seconds_times_a_stage_scripts_imports_in_a_fresh_process():
-    assert "experiments/train_clf.py" in run.stage_scripts() and "benchmarks/calibrate.py" in run.stage_scripts()
-    assert 0 < run.import_seconds("experiments/common.py", repeats=1) < 60
+    assert "experiments/train_clf.py" in overhead.stage_scripts() and "benchmarks/calibrate.py" in overhead.stage_scripts()
+    assert 0 < overhead.import_seconds("experiments/common.py", repeats=1) < 60
 
 
 def test_a_rate_is_the_median_over_repetitions_shown_with_its_range():
-    assert run.spread("docs_per_s", [10, 10, 30], [1, 2, 1]) == {"docs_per_s": 10.0, "docs_per_s_min": 5.0,
-                                                                 "docs_per_s_max": 30.0, "repetitions": 3}
-    r = {"cases": [{"case": "predict", "config": "c", "impl": "ours", **run.spread("docs_per_s", [10, 10, 30], [1, 2, 1])},
+    assert harness.spread("docs_per_s", [10, 10, 30], [1, 2, 1]) == {"docs_per_s": 10.0, "docs_per_s_min": 5.0,
+                                                                     "docs_per_s_max": 30.0, "repetitions": 3}
+    r = {"cases": [{"case": "predict", "config": "c", "impl": "ours", **harness.spread("docs_per_s", [10, 10, 30], [1, 2, 1])},
                    {"case": "lm_train", "config": "c", "impl": "ours_bf16", "tokens_per_s": 15616.9}]}
-    assert run.cell(r, "predict", "c", "ours", "docs_per_s") == "10.0 (5.0-30.0)"
-    assert run.cell(r, "lm_train", "c", "ours_bf16", "tokens_per_s") == "15,617"  # an older results.json: no range
-    assert run.cell(r, "predict", "c", "fastai", "docs_per_s") == "–"
+    assert harness.cell(r, "predict", "c", "ours", "docs_per_s") == "10.0 (5.0-30.0)"
+    assert harness.cell(r, "lm_train", "c", "ours_bf16", "tokens_per_s") == "15,617"  # an older results.json: no range
+    assert harness.cell(r, "predict", "c", "fastai", "docs_per_s") == "–"
+
+
+def test_the_committed_results_md_is_what_render_makes_of_results_json():
+    results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    assert run.markdown(results) == (ROOT / "benchmarks" / "results.md").read_text()
