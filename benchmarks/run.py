@@ -3,9 +3,10 @@
     python benchmarks/run.py            # writes benchmarks/results.json and benchmarks/results.md
     python benchmarks/run.py --calibrate  # this machine's calibration figure, in about a minute
     python benchmarks/run.py --render     # rewrite results.md from results.json
-    python benchmarks/run.py --device cuda  # LM, classifier and predict cases on a GPU: results-gpu.json/.md
+    python benchmarks/run.py --device cuda  # peak, LM, classifier and predict cases on a GPU: results-gpu.json/.md
     python benchmarks/run.py --smoke --device cuda  # paper-profile tokens/s: smoke-cuda.json
     python benchmarks/run.py --case softmax --config paper --impl chunked_bf16  # one case, printed
+    python benchmarks/run.py --case peak --config - --impl fp32  # this machine's fp32 matmul peak, printed
     python benchmarks/run.py --overhead   # the pipeline's own share of a finished run (reports/metrics.json),
                                           # and each stage script's start-up + import seconds
 
@@ -13,11 +14,12 @@ Baselines: (a) a plain torch model of the same shapes (nn.Embedding, stacked nn.
 Linear, F.cross_entropy, no regularisation) and (b) fastai 2.8.12's AWD_LSTM, classifier,
 tokenizer and predict loop (`pip install -e '.[bench]'`; without fastai its rows are skipped).
 Every case runs in a fresh subprocess, so its peak memory is its own; rates are medians over
-repeated steps after warm-up. Nothing here is asserted by the tests: the figures are read, not
-checked, because this machine's timings are noisy.
+repeated steps after warm-up. The run first measures the machine's matmul peak in each precision,
+and reports each LM, softmax and classifier case's model FLOP/s as a fraction of it. Nothing here is
+asserted by the tests: the figures are read, not checked, because this machine's timings are noisy.
 
 One module per case, each with its section of results.md: lm.py, softmax.py, clf.py, tokenization.py,
-predict.py (and smoke.py, overhead.py for their flags); harness.py times, runs each case in a
+predict.py, peak.py (and smoke.py, overhead.py for their flags); harness.py times, runs each case in a
 process of its own and assembles results.md. This file holds the plan of a run and the command line.
 """
 
@@ -31,6 +33,7 @@ import clf
 import harness
 import lm
 import overhead
+import peak
 import predict
 import smoke
 import softmax
@@ -38,6 +41,7 @@ import tokenization
 from harness import MAIN_CONFIGS, RESULT, ROOT
 
 CASES = {
+    "peak": peak.peak_case,
     "lm_train": lambda config, impl, device: lm.lm_case(config, impl, train=True, device=device),
     "lm_infer": lambda config, impl, device: lm.lm_case(config, impl, train=False, device=device),
     "lm_loss_check": lambda config, impl, device: lm.lm_loss_check(),
@@ -53,9 +57,11 @@ SECTIONS = {  # results.md's section of each case a run holds, in this order
     "clf_train": clf.clf_section,
     "tokenize": tokenization.tokenize_section,
     "predict": predict.predict_section,
+    "peak": peak.peak_section,
 }
 PLAN = (
-    [("lm_train", c, i) for c in MAIN_CONFIGS for i in ("ours_bf16", "ours_fp32", "ours_noreg_bf16", "plain_bf16", "plain_fp32", "fastai_fp32")]
+    [("peak", "-", i) for i in ("fp32", "bf16")]
+    + [("lm_train", c, i) for c in MAIN_CONFIGS for i in ("ours_bf16", "ours_fp32", "ours_noreg_bf16", "plain_bf16", "plain_fp32", "fastai_fp32")]
     + [("lm_infer", c, i) for c in ("cpu-profile", "fastai-reference") for i in ("ours_bf16", "ours_fp32", "plain_fp32", "fastai_fp32")]
     + [("lm_loss_check", "cpu-profile", "ours")]
     + [("softmax", c, i) for c in MAIN_CONFIGS for i in softmax.IMPLS]
@@ -66,8 +72,10 @@ PLAN = (
 
 
 def device_plan(configs=MAIN_CONFIGS):
-    """The cases that run on an accelerator (`--device cuda`): LM training, the softmax, classifier, prediction."""
-    return ([("lm_train", c, i) for c in configs for i in ("ours_bf16", "ours_fp32", "plain_bf16", "plain_fp32", "fastai_fp32")]
+    """The cases that run on an accelerator (`--device cuda`): the peak, LM training, the softmax, classifier,
+    prediction. configs ("tiny",): the tests' sizes, the peak's too."""
+    return ([("peak", "tiny" if configs == ("tiny",) else "-", i) for i in ("fp32", "bf16")]
+            + [("lm_train", c, i) for c in configs for i in ("ours_bf16", "ours_fp32", "plain_bf16", "plain_fp32", "fastai_fp32")]
             + [("softmax", c, i) for c in configs for i in ("chunked_bf16", "full_bf16")]
             + [("clf_train", configs[0], i) for i in ("ours_bf16", "ours_fp32", "fastai_fp32")]
             + [("predict", configs[0], i) for i in ("ours", "fastai_get_preds")])
@@ -81,6 +89,7 @@ def run_all(out, device="cpu", plan=PLAN, name="results"):
     """Every case of `plan` in its own process on `device`; writes out/<name>.json and out/<name>.md."""
     results = harness.run_cases(plan, device)
     results["tokens_compared"] = tokenization.compare_tokens()
+    peak.add_model_flops(results)
     harness.write(out, name, results, markdown(results))
 
 
@@ -89,8 +98,8 @@ def main():
     parser.add_argument("--case")
     parser.add_argument("--config")
     parser.add_argument("--impl")
-    parser.add_argument("--device", default="cpu", help="cpu (every case: results.md) or cuda (the LM, softmax, "
-                        "classifier and predict cases: results-gpu.md)")
+    parser.add_argument("--device", default="cpu", help="cpu (every case: results.md) or cuda (the peak, LM, "
+                        "softmax, classifier and predict cases: results-gpu.md)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks"))
     parser.add_argument("--render", action="store_true", help="only rewrite results.md from results.json in --out")
     parser.add_argument("--calibrate", action="store_true", help="only print this machine's calibration figure "

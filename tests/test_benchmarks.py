@@ -28,12 +28,14 @@ def test_the_device_run_measures_every_case_and_writes_results_gpu(tmp_path, mon
     assert results["device"] == "cpu"
     measured = [row for row in results["cases"] if "skipped" not in row]
     bf16 = results["precision_auto"] == "bf16"  # the device run's softmax cases are bf16 ones: skipped where auto is fp32
-    assert {row["case"] for row in measured} == {"lm_train", "clf_train", "predict"} | ({"softmax"} if bf16 else set())
+    assert {row["case"] for row in measured} == {"peak", "lm_train", "clf_train", "predict"} | ({"softmax"} if bf16 else set())
     for row in measured:
         assert "error" not in row, row
         assert row["peak_mem_mb"] > 0
-        key = "tokens_per_s" if "tokens_per_s" in row else "docs_per_s"
+        key = next(k for k in ("tokens_per_s", "docs_per_s", "flops_per_s") if k in row)
         assert row[key] > 0, row
+        if row["case"] in ("lm_train", "clf_train"):  # their fp32 rows against the fp32 peak measured in the same run
+            assert row["model_flops_per_s"] > 0 and (row["fraction_of_peak"] > 0 or row["impl"].endswith("bf16")), row
         if row["case"] != "softmax":  # its range is in seconds
             assert row[f"{key}_min"] <= row[key] <= row[f"{key}_max"] and row["repetitions"] >= 2, row
     softmax = {row["impl"]: row for row in measured if row["case"] == "softmax"}
@@ -41,7 +43,8 @@ def test_the_device_run_measures_every_case_and_writes_results_gpu(tmp_path, mon
         assert softmax["chunked_bf16"]["block_rows"] == 83886 and softmax["full_bf16"]["block_rows"] is None  # 32 MiB / (2 B x 200)
         assert softmax["chunked_bf16"]["min_seconds"] <= softmax["chunked_bf16"]["seconds"] <= softmax["chunked_bf16"]["max_seconds"]
     text = (tmp_path / "results-gpu.md").read_text()
-    for heading in ("Language-model training", "chunked softmax", "Classifier training", "Inference: 1,000"):
+    for heading in ("Language-model training", "chunked softmax", "Classifier training", "Inference: 1,000",
+                    "The machine's limit"):
         assert heading in text
     assert "## Tokenization" not in text  # a case the device run leaves out
 
