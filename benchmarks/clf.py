@@ -77,7 +77,7 @@ def clf_section(r):
     c = configs_of(r, "clf_train")[0]
     g = {i: find(r, "clf_train", c, i, "docs_per_s") for i in ("ours_bf16", "ours_fp32", "fastai_fp32")}
     return ["", "## Classifier training on IMDb (documents/s)", "",
-            f"Real reviews (mean {find(r, 'clf_train', c, 'ours_bf16', 'mean_tokens') or 0:.0f} tokens), "
+            f"Real reviews (mean {find(r, 'clf_train', c, 'ours_bf16', 'mean_tokens') or find(r, 'clf_train', c, 'ours_fp32', 'mean_tokens') or 0:.0f} tokens), "
             f"{c} model, batch 64, BPT3C chunks of 70, gradients and pooling on the last {MAX_LEN} tokens (fastai keeps whole chunks, so a multiple of 70), every layer trained; "
             f"{EPOCHS} timed epochs of 1,024 reviews after a warm-up (fastai: its batches' own time, without its "
             "data loading between batches).", "",

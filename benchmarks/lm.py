@@ -147,7 +147,7 @@ def lm_train_section(r):
              "on CUDA), not a measure of the engine.", "",
              "| Config | ours bf16 | ours fp32 | ours bf16 without regularisation | plain bf16 | plain fp32 | fastai fp32 "
              "| **ours fp32 / fastai fp32** | **ours bf16 / plain bf16** | ours bf16 / fastai fp32 (defaults) "
-             "| regularisation overhead (bf16) | peak MB (ours bf16) |",
+             "| regularisation overhead (bf16) | peak MB (ours bf16, else fp32) |",
              "|---|" + "---:|" * 11]
     for c in configs_of(r, "lm_train"):
         g = {i: find(r, "lm_train", c, i, "tokens_per_s") for i in ("ours_bf16", "ours_fp32", "ours_noreg_bf16", "plain_bf16",
@@ -156,7 +156,7 @@ def lm_train_section(r):
         lines.append(f"| {c} {CONFIGS[c][:3]} | " + " | ".join(cell(r, "lm_train", c, i, "tokens_per_s") for i in g)
                      + f" | {ratio(g['ours_fp32'], g['fastai_fp32'])} | {ratio(g['ours_bf16'], g['plain_bf16'])} | "
                      f"{ratio(g['ours_bf16'], g['fastai_fp32'])} | {over} | "
-                     f"{find(r, 'lm_train', c, 'ours_bf16', 'peak_mem_mb') or 0:,.0f} |")
+                     f"{find(r, 'lm_train', c, 'ours_bf16', 'peak_mem_mb') or find(r, 'lm_train', c, 'ours_fp32', 'peak_mem_mb') or 0:,.0f} |")
     check = find(r, "lm_loss_check", "cpu-profile", "ours", "relative_difference")
     if check is not None:
         row = next(x for x in r["cases"] if x["case"] == "lm_loss_check")

@@ -78,7 +78,8 @@ def predict_section(r):
     g = {i: find(r, "predict", c, i, "docs_per_s") for i in ("ours", "fastai_get_preds", "fastai")}
     return ["", "## Inference: 1,000 IMDb test reviews from raw text (documents/s)", "",
             "Tokenization included on both sides. Ours (`ulmfit predict`) and fastai's batched path (`dls.test_dl(texts)` "
-            "+ `learn.get_preds`) both predict in batches of 64; ours in bf16, fastai in fp32 (its CPU default). "
+            f"+ `learn.get_preds`) both predict in batches of 64; ours in {r.get('precision_auto', 'bf16')} (`auto`), fastai in fp32 "
+            "(its CPU default). "
             "The last columns time fastai's `learn.predict` called once per text.", "",
             "| `ulmfit predict` | fastai `test_dl` + `get_preds` | **ours / get_preds** | fastai `learn.predict` loop "
             "| ours / predict loop |", "|---:|---:|---:|---:|---:|",
