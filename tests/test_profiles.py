@@ -1,15 +1,14 @@
 """Every profile validates, and DVC lists the paper profile's whole grid without error."""
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from common import GROUPS, check_variants, load_params, load_variants
+from common import check_variants, load_params, load_variants
+from workspace import copy_repo, dvc_env, expected_stages
 
 from ulmfit.config import ConfigError
 
@@ -23,29 +22,16 @@ def test_profile_validates(profile):
 
 
 def test_paper_profile_dry_run_lists_the_whole_grid(tmp_path):
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode()
-    for name in filter(None, files.split("\0")):
-        if (ROOT / name).is_file():
-            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, tmp_path / name)
+    copy_repo(tmp_path)
     shutil.copy(ROOT / "profiles" / "paper.yaml", tmp_path / "params.yaml")
     (tmp_path / "dvc.lock").unlink(missing_ok=True)
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     # --force: list every stage; a plain --dry trips over missing upstream outputs (treeverse/dvc#9021)
-    result = subprocess.run(["dvc", "repro", "--dry", "--force"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    result = subprocess.run(["dvc", "repro", "--dry", "--force"], cwd=tmp_path, capture_output=True, text=True,
+                            env=dvc_env(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     stages = re.findall(r"Running stage '([^']+)'", result.stdout)
     p = yaml.safe_load((ROOT / "profiles" / "paper.yaml").read_text())
-    n, extra = len(p["datasets"]), len(p["extra_datasets"])
-    expected = {"prepare@": n, "prepare_extra@": extra, "pretrain@": len(p["pretrained"]), "bow@": n, "evaluate@": n,
-                "evaluate_extra@": extra, "finetune_lm_extra@": extra * 2, "train_clf_extra@": extra,
-                "train_clf_extra_bwd@": extra, "curve@": n * len(p["curve_budgets"]),
-                "curve_supervised@": n * len(p["curve_budgets"]), "curve_scratch@": n * len(p["curve_budgets"])}
-    for key, stage in (("lm_variants", "finetune_lm"), ("clf_variants", "train_clf")):
-        for i, group in enumerate(GROUPS[key]):  # the first group's stages have the plain name
-            expected[f"{stage}_{group}@" if i else f"{stage}@"] = n * len(p[key][group])
-    for prefix, count in expected.items():
+    for prefix, count in expected_stages(p).items():
         assert len([s for s in stages if s.startswith(prefix)]) == count, prefix
     assert "report" in stages and "prepare_corpus" in stages
 
