@@ -36,8 +36,8 @@ def dvc_env(work, **extra):
 def expected_stages(p):
     """Stage name prefix -> how many stages of it `dvc repro` runs for params `p`."""
     n, extra, budgets = len(p["datasets"]), len(p["extra_datasets"]), len(p["curve_budgets"])
-    expected = {"prepare@": n, "prepare_extra@": extra, "pretrain@": len(p["pretrained"]), "bow@": n, "evaluate@": n,
-                "evaluate_extra@": extra, "finetune_lm_extra@": extra * 2, "train_clf_extra@": extra,
+    expected = {"prepare@": n, "prepare_extra@": extra, "pretrain@": len(p["pretrained"]), "bow@": n, "bow_extra@": extra,
+                "evaluate@": n, "evaluate_extra@": extra, "finetune_lm_extra@": extra * 2, "train_clf_extra@": extra,
                 "train_clf_extra_bwd@": extra, "curve@": n * budgets, "curve_supervised@": n * budgets,
                 "curve_scratch@": n * budgets}
     for key, stage in (("lm_variants", "finetune_lm"), ("clf_variants", "train_clf")):
