@@ -15,7 +15,8 @@ from ulmfit.config import ConfigError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("profile", ["params.yaml", "profiles/tiny.yaml", "profiles/paper.yaml"])
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/tiny.yaml", "profiles/paper.yaml",
+                                     "profiles/paper_smoke.yaml"])
 def test_profile_validates(profile):
     p = load_params(ROOT / profile)
     assert len(p["seeds"]) >= (3 if profile == "params.yaml" else 1)
