@@ -118,7 +118,8 @@ def run(tmp_path_factory):
     subprocess.run(["dvc", "config", "--local", "core.no_scm", "true"], cwd=work, check=True, env=env)
     result = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return work, params, result, weights
+    yield work, params, result, weights
+    shutil.rmtree(tmp)  # about 10 GB: the models and their copies in the DVC cache
 
 
 def model_file(path):
