@@ -27,16 +27,16 @@ ITOS = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxrep", "xxwrep", "xxup", 
 ]
 
 
-def fastai_state_dict(hidden, seed=0):
+def fastai_state_dict(hidden, seed=0, vocab=VOCAB, emb_size=EMB):
     """Random weights under fastai's key names (SequentialRNN(AWD_LSTM, LinearDecoder))."""
     g = torch.Generator().manual_seed(seed)
 
     def rand(*shape):
         return torch.rand(*shape, generator=g) - 0.5
 
-    emb = rand(VOCAB, EMB)
+    emb = rand(vocab, emb_size)
     sd = {"0.encoder.weight": emb, "0.encoder_dp.emb.weight": emb.clone()}
-    sizes = [EMB] + [hidden] * (LAYERS - 1) + [EMB]
+    sizes = [emb_size] + [hidden] * (LAYERS - 1) + [emb_size]
     for i in range(LAYERS):
         n_in, n_out = sizes[i], sizes[i + 1]
         raw = rand(4 * n_out, n_out)
@@ -47,7 +47,7 @@ def fastai_state_dict(hidden, seed=0):
         sd[f"0.rnns.{i}.module.bias_ih_l0"] = rand(4 * n_out)
         sd[f"0.rnns.{i}.module.bias_hh_l0"] = rand(4 * n_out)
     sd["1.decoder.weight"] = emb.clone()
-    sd["1.decoder.bias"] = rand(VOCAB)
+    sd["1.decoder.bias"] = rand(vocab)
     return sd
 
 

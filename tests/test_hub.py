@@ -72,13 +72,14 @@ json.dump(codes, open(f"{out}/codes.json", "w"))
 """
 
 
-def rows(name, split, rng):
-    """A few rows of one split with the hub's columns (labels as numbers), every class represented."""
+def rows(name, split, rng, n=None):
+    """A few rows (n, or as many as this module's tests use) of one split with the hub's columns (labels as numbers),
+    every class represented."""
     if name.startswith("wikitext"):
         return {"text": WIKI[split]}
     columns, label = HUB[name][1], D.spec(name).label
     k = len(columns[label])
-    n = 20 if split == "unsupervised" else 42 if split == "train" else max(12, 2 * k)
+    n = n or (20 if split == "unsupervised" else 42 if split == "train" else max(12, 2 * k))
     labels = [-1] * n if split == "unsupervised" else [i % k for i in range(n)]
     out = {}
     for column, kind in columns.items():

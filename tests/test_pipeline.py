@@ -6,18 +6,19 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from common import listed
+from workspace import copy_repo, dvc_env
 
 ROOT = Path(__file__).resolve().parents[1]
-# the venv's bin first, so `dvc` (and the stages' `python`) resolve without an activated venv, as in CI
-ENV = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           ONEDNN_MAX_CPU_ISA="AVX2")
+
+
+def env(work):
+    return dvc_env(work, ONEDNN_MAX_CPU_ISA="AVX2")
 
 
 def mirror():
@@ -32,21 +33,15 @@ def run(tmp_path_factory):
     data = mirror()
     if data is None:
         pytest.skip("no local data mirror (set ULMFIT_DATA to a directory holding <dataset>/<split>.parquet)")
-    work = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode()
-    for name in filter(None, files.split("\0")):
-        if (ROOT / name).is_file():
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, work / name)
+    work = copy_repo(tmp_path_factory.mktemp("repo"))
     params = yaml.safe_load((ROOT / "profiles" / "tiny.yaml").read_text())
     params["data"]["mirror"] = str(data)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for stale in ("dvc.lock", "reports"):
         path = work / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    subprocess.run(["git", "init", "-q"], cwd=work, check=True)
-    subprocess.run(["dvc", "config", "--local", "core.no_scm", "true"], cwd=work, check=True, env=ENV)
-    result = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=ENV)
+    subprocess.run(["dvc", "config", "--local", "core.no_scm", "true"], cwd=work, check=True, env=env(work))
+    result = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=env(work))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return work, params, result
 
@@ -134,10 +129,10 @@ def test_cost_is_normalized_by_the_calibration_of_the_same_run(run):
 
 def test_metrics_and_plots_commands_work(run):
     work, _, _ = run
-    shown = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=work, capture_output=True, text=True, env=ENV)
+    shown = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=work, capture_output=True, text=True, env=env(work))
     assert shown.returncode == 0 and "valid_error_ulmfit" in shown.stdout
     plots = subprocess.run(["dvc", "plots", "show", "-o", str(work / "plots_html")], cwd=work, capture_output=True,
-                           text=True, env=ENV)
+                           text=True, env=env(work))
     assert plots.returncode == 0, plots.stderr
     assert (work / "plots_html" / "index.html").exists()
     steps = pd.read_csv(work / "models" / "pretrained" / "fwd" / "dvclive" / "plots" / "metrics" / "train_loss.tsv", sep="\t")
@@ -146,7 +141,7 @@ def test_metrics_and_plots_commands_work(run):
 
 def test_repro_again_does_nothing(run):
     work, _, _ = run
-    status = subprocess.run(["dvc", "status"], cwd=work, capture_output=True, text=True, env=ENV)
+    status = subprocess.run(["dvc", "status"], cwd=work, capture_output=True, text=True, env=env(work))
     assert status.returncode == 0 and "up to date" in status.stdout.lower()
 
 
@@ -163,16 +158,16 @@ def test_a_bad_params_file_stops_repro_at_the_check_and_outputs_come_back_with_c
     try:
         for message, text in broken.items():
             (work / "params.yaml").write_text(text)
-            result = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=ENV)
+            result = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=env(work))
             assert result.returncode != 0 and re.findall(r"Running stage '([^']+)'", result.stdout) == ["check_params"]
             [line] = [x for x in result.stderr.splitlines() if "check_params.py: error:" in x]
             assert message in line
             assert sorted(p.name for p in prepared.iterdir()) == before
-        single = subprocess.run(["dvc", "repro", "-s", "prepare@trec"], cwd=work, capture_output=True, text=True, env=ENV)
+        single = subprocess.run(["dvc", "repro", "-s", "prepare@trec"], cwd=work, capture_output=True, text=True, env=env(work))
         assert single.returncode != 0 and not prepared.exists()  # DVC removed the output before the stage could check
     finally:
         (work / "params.yaml").write_text(params)
-    assert subprocess.run(["dvc", "checkout", "prepare@trec"], cwd=work, env=ENV, capture_output=True).returncode == 0
+    assert subprocess.run(["dvc", "checkout", "prepare@trec"], cwd=work, env=env(work), capture_output=True).returncode == 0
     assert sorted(p.name for p in prepared.iterdir()) == before
-    again = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=ENV)
+    again = subprocess.run(["dvc", "repro"], cwd=work, capture_output=True, text=True, env=env(work))
     assert again.returncode == 0 and re.findall(r"Running stage '([^']+)'", again.stdout) == ["check_params"]

@@ -1,15 +1,14 @@
 """Every profile validates; DVC lists each paper tier's whole grid, and only it, without error."""
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from common import GROUPS, check_variants, load_params, load_variants
+from common import check_variants, load_params, load_variants
+from workspace import copy_repo, dvc_env, expected_stages
 
 from ulmfit.cli import FASTAI_OUT
 from ulmfit.config import ConfigError
@@ -22,7 +21,7 @@ TIERS = ["profiles/paper_main.yaml", "profiles/paper_tables.yaml", "profiles/pap
 STAGE_KEYS = ["datasets", "extra_datasets", "pretrained", "lm_variants", "clf_variants", "curve_budgets"]
 
 
-@pytest.mark.parametrize("profile", ["params.yaml", "profiles/tiny.yaml", *TIERS])
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/tiny.yaml", *TIERS, "profiles/paper_smoke.yaml"])
 def test_profile_validates(profile):
     p = load_params(ROOT / profile)
     assert len(p["seeds"]) >= (3 if profile == "params.yaml" else 1)
@@ -30,14 +29,9 @@ def test_profile_validates(profile):
 
 def workspace(tmp_path, profile):
     """A fresh clone's files (no dvc.lock) with `profile` as params.yaml."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode()
-    for name in filter(None, files.split("\0")):
-        if (ROOT / name).is_file():
-            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, tmp_path / name)
+    copy_repo(tmp_path)
     shutil.copy(ROOT / profile, tmp_path / "params.yaml")
     (tmp_path / "dvc.lock").unlink(missing_ok=True)
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     return tmp_path
 
 
@@ -48,7 +42,7 @@ MAIN = (["check_params", "calibrate", "prepare_corpus", "pretrain@fwd", "pretrai
         + [f"train_clf@{d}-ulmfit" for d in ("imdb", "trec", "ag_news")]
         + [f"train_clf_from_same_name@{d}-bwd" for d in ("imdb", "trec", "ag_news")]
         + [f"{stage}@{d}" for d in ("dbpedia_14", "yelp_polarity", "yelp_review_full")
-           for stage in ("prepare_extra", "evaluate_extra")]
+           for stage in ("prepare_extra", "evaluate_extra", "bow_extra")]
         + [f"{stage}@{d}-{v}" for d in ("dbpedia_14", "yelp_polarity", "yelp_review_full")
            for stage, v in (("finetune_lm_extra", "fwd"), ("finetune_lm_extra", "bwd"), ("train_clf_extra", "ulmfit"),
                             ("train_clf_extra_bwd", "bwd"))])
@@ -59,20 +53,13 @@ def test_each_paper_tier_plans_exactly_its_grid_and_every_dependency_is_made_or_
     """`dvc repro --dry --force` lists every stage of the profile's grid and no other; every stage's dependency is a
     file in git or made by one of them (a profile without Figure 3 makes no runs/curve for the report to read)."""
     workspace(tmp_path, profile)
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     # --force: list every stage; a plain --dry trips over missing upstream outputs (treeverse/dvc#9021)
-    result = subprocess.run(["dvc", "repro", "--dry", "--force"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    result = subprocess.run(["dvc", "repro", "--dry", "--force"], cwd=tmp_path, capture_output=True, text=True,
+                            env=dvc_env(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     stages = re.findall(r"Running stage '([^']+)'", result.stdout)
     p = yaml.safe_load((ROOT / profile).read_text())
-    n, extra = len(p["datasets"]), len(p["extra_datasets"])
-    expected = {"prepare@": n, "prepare_extra@": extra, "pretrain@": len(p["pretrained"]), "bow@": n, "evaluate@": n,
-                "evaluate_extra@": extra, "finetune_lm_extra@": extra * 2, "train_clf_extra@": extra,
-                "train_clf_extra_bwd@": extra, "curve@": n * len(p["curve_budgets"]),
-                "curve_supervised@": n * len(p["curve_budgets"]), "curve_scratch@": n * len(p["curve_budgets"])}
-    for key, stage in (("lm_variants", "finetune_lm"), ("clf_variants", "train_clf")):
-        for i, group in enumerate(GROUPS[key]):  # the first group's stages have the plain name
-            expected[f"{stage}_{group}@" if i else f"{stage}@"] = n * len(p[key][group])
+    expected = expected_stages(p)
     for prefix, count in expected.items():
         assert len([s for s in stages if s.startswith(prefix)]) == count, prefix
     assert {"check_params", "calibrate", "prepare_corpus", "report"} <= set(stages)
@@ -135,13 +122,9 @@ def test_a_variant_starting_from_a_differently_named_model_other_than_fwd_is_ref
 def test_the_readmes_experiment_table_shows_what_varies_readably(tmp_path):
     """`dvc exp show --md --only-changed` (README, Running variants in parallel): the params that vary as plain cells,
     not hundreds of columns squeezed into '…' off a terminal."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode()
-    for name in filter(None, files.split("\0")):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, tmp_path / name)
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    copy_repo(tmp_path)
+    env = dvc_env(tmp_path)
     git = ["git", "-c", "user.email=test@example.com", "-c", "user.name=test"]
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(git + ["add", "-A"], cwd=tmp_path, check=True)
     subprocess.run(git + ["commit", "-qm", "base"], cwd=tmp_path, check=True)
     params = (tmp_path / "params.yaml").read_text()
