@@ -15,6 +15,8 @@ its config's sizes and the same run's peak, and written into its row of results.
 from clf import MAX_LEN
 from harness import CONFIGS, peak_mb, spread, step_times
 
+from ulmfit.awd_lstm import lm_flops, lstm_flops
+
 SIZES = {"cpu": (1024, 2048, 4096), "cuda": (4096, 8192, 16384), "tiny": (32, 64)}  # n of the square matmuls
 STEPS = {"cpu": (1, 5), "cuda": (3, 20), "tiny": (1, 3)}  # warm-up and timed products at each size
 COUNTED = ("lm_train", "lm_infer", "softmax", "clf_train")  # the cases whose model FLOP/s is reported
@@ -60,17 +62,6 @@ def peak_case(config, impl, device="cpu"):
 
 
 # ---------------------------------------------------------------- model FLOPs
-
-
-def lstm_flops(emb, hidden, n_layers=3):
-    """Forward FLOPs a token of the AWD-LSTM's layers (emb -> hidden ... hidden -> emb): 2 x 4h x (n_in + h) each."""
-    sizes = [emb] + [hidden] * (n_layers - 1) + [emb]
-    return sum(2 * 4 * h * (n_in + h) for n_in, h in zip(sizes[:-1], sizes[1:]))
-
-
-def lm_flops(emb, hidden, vocab):
-    """Forward FLOPs a token of the language model: its LSTM layers and the tied decoder."""
-    return lstm_flops(emb, hidden) + 2 * emb * vocab
 
 
 def clf_flops(emb, hidden, tokens, max_len=MAX_LEN):

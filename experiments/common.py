@@ -3,6 +3,7 @@ checked key by key, resolved into plain configs and output paths."""
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -18,7 +19,7 @@ PARAMS = Path(os.environ.get("ULMFIT_PARAMS", ROOT / "params.yaml"))
 VARIANTS = ROOT / "experiments" / "variants.yaml"
 
 TOP_KEYS = ["notes", "seeds", "datasets", "extra_datasets", "pretrained", "pretrain_import", "lm_variants",
-            "clf_variants", "curve_budgets", "data", "corpus", "model", "pretrain", "finetune_lm", "clf"]
+            "clf_variants", "curve_budgets", "scaling", "data", "corpus", "model", "pretrain", "finetune_lm", "clf"]
 DATA_KEYS = ["mirror", "valid_frac", "split_seed", "max_vocab", "min_freq", "workers"]
 PREPARE_KEYS = ["max_vocab", "min_freq", "max_train", "max_valid", "max_test", "max_unlabelled", "repartition_test",
                 "file", "text_column", "label_column", "test_file"]  # the last four: your own dataset (see README)
@@ -99,6 +100,7 @@ def load_params(path=None):
             raise ConfigError(f"{path}: pretrain_import.{name} must name a listed pretrained model and give its fastai "
                               "`weights` (.pth) and `vocab` (.pkl), e.g. {weights: lstm_fwd.pth, vocab: itos_wt103.pkl}")
     check_variants(p, load_variants(), path)
+    check_scaling(p, path)
     # every config section must build
     model_config(p)
     from_dict(LMConfig, p["pretrain"], f"{path}: pretrain")
@@ -155,6 +157,36 @@ def start_of(kind, name, variants):
 def listed(p, key):
     """Every variant of params' lm_variants or clf_variants, over all groups."""
     return [name for group in GROUPS[key] for name in p[key][group]]
+
+
+def check_scaling(p, path):
+    """params `scaling`: the compute-scaling study's dataset (one of `datasets`) and its levels, multiples of the
+    profile's LM training tokens other than 1 (the profile's own run); above 1 they multiply whole epochs."""
+    s = p["scaling"]
+    _check_keys(s, ["dataset", "levels"], f"{path}: scaling")
+    if s.get("dataset") not in p["datasets"]:
+        raise ConfigError(f"{path}: scaling.dataset must be one of datasets ({', '.join(p['datasets'])}), got "
+                          f"{s.get('dataset')!r}")
+    levels = s.get("levels")
+    if not isinstance(levels, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
+                                               and x != 1 for x in levels) or len(set(levels)) < len(levels):
+        raise ConfigError(f"{path}: scaling.levels must list distinct positive numbers other than 1 (the profile "
+                          f"itself), e.g. [0.25, 0.5, 2], or [] for no study; got {levels!r}")
+    epochs = {"pretrain.epochs": from_dict(LMConfig, p["pretrain"], f"{path}: pretrain").epochs,
+              f"{s['dataset']}.finetune_lm.epochs": dataset_config(p, s["dataset"], LMConfig, "finetune_lm").epochs}
+    for level in (x for x in levels if x > 1):
+        for key, n in epochs.items():
+            if abs(level * n - round(level * n)) > 1e-9:
+                raise ConfigError(f"{path}: scaling level {level} x {key} {n} is not a whole number of epochs; "
+                                  "use a level that is (e.g. 2)")
+
+
+def scaled(cfg, level, text_tokens):
+    """LMConfig `cfg` training on `level` x its tokens, `text_tokens` being the text's: below 1 on that fraction of
+    its text (max_tokens, a seeded subset of whole documents), above 1 for `level` x its epochs."""
+    if level > 1:
+        return replace(cfg, epochs=round(cfg.epochs * level))
+    return replace(cfg, max_tokens=round((cfg.max_tokens or text_tokens) * level))
 
 
 def load_variants():

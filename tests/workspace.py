@@ -39,7 +39,8 @@ def expected_stages(p):
     expected = {"prepare@": n, "prepare_extra@": extra, "pretrain@": len(p["pretrained"]), "bow@": n, "bow_extra@": extra,
                 "evaluate@": n, "evaluate_extra@": extra, "finetune_lm_extra@": extra * 2, "train_clf_extra@": extra,
                 "train_clf_extra_bwd@": extra, "curve@": n * budgets, "curve_supervised@": n * budgets,
-                "curve_scratch@": n * budgets}
+                "curve_scratch@": n * budgets, **{f"scaling_{step}@": len(p["scaling"]["levels"])
+                                                  for step in ("pretrain", "finetune_lm", "clf")}}
     for key, stage in (("lm_variants", "finetune_lm"), ("clf_variants", "train_clf")):
         for i, group in enumerate(GROUPS[key]):  # the first group's stages have the plain name
             expected[f"{stage}_{group}@" if i else f"{stage}@"] = n * len(p[key][group])

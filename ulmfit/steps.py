@@ -22,7 +22,7 @@ import torch
 
 from . import data as D
 from . import distributed
-from .awd_lstm import Classifier, LanguageModel, transfer_vocab
+from .awd_lstm import Classifier, LanguageModel, lm_flops, transfer_vocab
 from .checkpoint import CheckpointError, check_vocab, load_model, load_weights, model_config, read, save_model
 from .config import ConfigError, LMConfig, check_prepare
 from .io import atomic_dir, check_result_file, read_json, write_json
@@ -269,6 +269,13 @@ def resume_path(out_dir):
     return Path(out_dir).with_name(Path(out_dir).name + ".resume.pt")
 
 
+def compute(history, model_cfg, vocab_size):
+    """The tokens a language model trained on and the matmul FLOPs that cost: 3 x lm_flops a token."""
+    tokens = history[-1]["tokens"] if history else 0
+    return {"train_tokens_seen": tokens,
+            "train_flops": 3 * lm_flops(model_cfg.emb_size, model_cfg.hidden_size, vocab_size, model_cfg.n_layers) * tokens}
+
+
 def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, device=None, progress=None, resume=None):
     """Train a general-domain language model from scratch on a prepared corpus (under torchrun:
     data-parallel over the processes, rank 0 writing the outputs)."""
@@ -286,6 +293,7 @@ def pretrain(corpus_dir, out_dir, model_cfg, lm_cfg, direction="fwd", seed=0, de
                                          resume or resume_path(out_dir), progress, on_step=log)
             end()
             record["valid_ppl"] = record["history"][-1].get("valid_ppl")
+            record.update(compute(record["history"], model_cfg, len(vocab)))
             save_model(tmp, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg)})
         write_json(tmp / "metrics.json", record)
     return record
@@ -343,6 +351,7 @@ def finetune_lm(data_dir, out_dir, lm_cfg, pretrained_dir=None, model_cfg=None, 
                                              resume or resume_path(out_dir), progress, on_step=log)
                 end()
                 record["valid_ppl"] = record["history"][-1]["valid_ppl"]
+                record.update(compute(record["history"], model_cfg, len(vocab)))
             else:
                 record["valid_ppl"] = float(np.exp(lm_loss(model.to(device), valid, LMConfig(precision=record["precision"]), device)))
             save_model(tmp, model, vocab.itos, meta={"direction": direction, "lm_config": asdict(lm_cfg) if lm_cfg else None})

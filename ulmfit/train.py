@@ -230,9 +230,10 @@ class LossCurve:
             self.log(metrics, step)
 
 
-def lm_position(epoch, step):
-    """Where a language-model run stands: the next batch of `epoch`, this rank's hidden state and loss sum."""
-    return {"epoch": epoch, "batch": 0, "step": step, "state": None, "loss_sum": 0.0, "loss_n": 0}
+def lm_position(epoch, step, tokens=0):
+    """Where a language-model run stands: the next batch of `epoch`, the tokens trained on so far (every rank's),
+    this rank's hidden state and loss sum."""
+    return {"epoch": epoch, "batch": 0, "step": step, "tokens": tokens, "state": None, "loss_sum": 0.0, "loss_n": 0}
 
 
 class LMRun:
@@ -318,8 +319,8 @@ class LMRun:
             x, y = data[:, start : start + lens[b]], data[:, start + 1 : start + 1 + lens[b]]
             start += lens[b]
             loss, state = self.step(x, y, state)
-            pos.update(batch=b + 1, step=pos["step"] + 1, state=state, loss_sum=pos["loss_sum"] + loss,
-                       loss_n=pos["loss_n"] + 1)
+            pos.update(batch=b + 1, step=pos["step"] + 1, tokens=pos["tokens"] + lens[b] * cfg.batch_size, state=state,
+                       loss_sum=pos["loss_sum"] + loss, loss_n=pos["loss_n"] + 1)
             self.curve.add(loss, pos["step"])
             bar.update(1, lens[b] * cfg.batch_size, pos["loss_sum"] / pos["loss_n"])
             if cfg.eval_every and pos["step"] % cfg.eval_every == 0:
@@ -332,13 +333,13 @@ class LMRun:
     def end_epoch(self, valid_loss):
         """The epoch's record (mean training loss over every rank, validation loss), appended to the history."""
         pos = self.pos
-        record = {"epoch": pos["epoch"] + 1, "step": pos["step"],
+        record = {"epoch": pos["epoch"] + 1, "step": pos["step"], "tokens": pos["tokens"],
                   "train_loss": distributed.mean(pos["loss_sum"] / max(pos["loss_n"], 1))}
         if valid_loss is not None:
             record.update(valid_loss=valid_loss, valid_ppl=math.exp(min(valid_loss, 50)))
         record["averaging"] = self.averager is not None
         self.history.append(record)
-        self.pos = lm_position(pos["epoch"] + 1, pos["step"])
+        self.pos = lm_position(pos["epoch"] + 1, pos["step"], pos["tokens"])
         return record
 
 
