@@ -88,6 +88,7 @@ def test_trend_has_no_crossing_for_a_flat_or_wrong_signed_line():
     assert trend(LINE_X, rising, BASELINE)["crossing"] is None  # error grows with compute: never reaches the baseline
     assert trend(LINE_X, rising, BASELINE, sign=1)["crossing"] == pytest.approx(-1.0)  # the same line, expected rising
     assert trend([1, 1, 1], [0.1, 0.2, 0.3], BASELINE)["crossing"] is None  # one x: no line
+    assert trend(LINE_X, LINE_Y, [])["crossing"] is None  # no baseline runs
 
 
 def test_trend_interval_is_open_where_the_data_cannot_bound_it():

@@ -53,12 +53,13 @@ def trend(x, y, target, sign=-1, level=0.95):
     it reaches the mean of `target` (a sequence of values, one a seed: a baseline's errors).
 
     Returns a dict: n, slope and intercept with their `level` Student-t intervals (n - 2 degrees of freedom), and
-    crossing with crossing_ci. The crossing is None when the slope's interval includes 0 or has not the expected
-    `sign` (-1: y falls as x grows). Its interval is Fieller's: every x0 at which the fitted line minus the target's
-    mean is within t standard errors of 0, the standard error combining the line's (residual variance, n - 2 degrees
-    of freedom) and the target mean's (its seeds' variance over their number, m - 1 degrees of freedom; none for a
-    single value), t with Welch-Satterthwaite's degrees of freedom at the estimate. It is exact for normal errors,
-    needs no random draws, and an end is None where the interval is unbounded on that side."""
+    crossing with crossing_ci. The crossing is None without a target, or when the slope's interval includes 0 or
+    has not the expected `sign` (-1: y falls as x grows). Its interval is Fieller's: every x0 at which the fitted
+    line minus the target's mean is within t standard errors of 0, the standard error combining the line's
+    (residual variance, n - 2 degrees of freedom) and the target mean's (its seeds' variance over their number,
+    m - 1 degrees of freedom; none for a single value), t with Welch-Satterthwaite's degrees of freedom at the
+    estimate. It is exact for normal errors, needs no random draws, and an end is None where the interval is
+    unbounded on that side."""
     x, y, target = np.asarray(x, float), np.asarray(y, float), np.atleast_1d(np.asarray(target, float))
     n, m = len(x), len(target)
     fit = {"n": n, "slope": math.nan, "slope_ci": (math.nan, math.nan), "intercept": math.nan,
@@ -70,7 +71,7 @@ def trend(x, y, target, sign=-1, level=0.95):
     fit.update(slope=float(r.slope), slope_ci=(float(r.slope - t * r.stderr), float(r.slope + t * r.stderr)),
                intercept=float(r.intercept),
                intercept_ci=(float(r.intercept - t * r.intercept_stderr), float(r.intercept + t * r.intercept_stderr)))
-    if not min(sign * v for v in fit["slope_ci"]) > 0:
+    if m == 0 or not min(sign * v for v in fit["slope_ci"]) > 0:
         return fit
     sxx = float(((x - x.mean()) ** 2).sum())
     s2 = float(((y - r.intercept - r.slope * x) ** 2).sum()) / (n - 2)
