@@ -2,7 +2,8 @@
 
 Reads every run's metrics and writes reports/: index.md (every table), figures/ (Figure 3 per
 dataset and combined, the language models' loss curves), metrics.json (`dvc metrics show`),
-curve.csv (`dvc plots show`) and runs.csv (one row per classifier run). Every number comes from the runs, except the columns
+curve.csv (`dvc plots show`), runs.csv (one row per classifier run) and, when params has a compute-scaling study,
+scaling.csv (one row per level and seed) and figures/scaling.png. Every number comes from the runs, except the columns
 labelled "paper", which come from experiments/paper.yaml.
 """
 
