@@ -2,7 +2,8 @@
 
 Reads every run's metrics and writes reports/: index.md (every table), figures/ (Figure 3 per
 dataset and combined, the language models' loss curves), metrics.json (`dvc metrics show`),
-curve.csv (`dvc plots show`) and runs.csv (one row per classifier run). Every number comes from the runs, except the columns
+curve.csv (`dvc plots show`), runs.csv (one row per classifier run) and, when params has a compute-scaling study,
+scaling.csv (one row per level and seed) and figures/scaling.png. Every number comes from the runs, except the columns
 labelled "paper", which come from experiments/paper.yaml.
 """
 
@@ -14,13 +15,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 import yaml
 from common import ROOT, listed, load_params, load_variants
 
 from ulmfit.io import atomic_path, write_json, write_text
-from ulmfit.stats import fmt, mean_ci, paired_diff
+from ulmfit.stats import fmt, mean_ci, paired_diff, trend
 
 NAMES = {"imdb": "IMDb", "trec": "TREC-6", "ag_news": "AG", "dbpedia_14": "DBpedia", "yelp_polarity": "Yelp-bi",
          "yelp_review_full": "Yelp-full"}
@@ -49,6 +51,12 @@ def load_runs(root):
                          "finished": m["finished"], "own_lm": m.get("own_lm"), "precision": m.get("precision"),
                          "device_name": m.get("device_name")})
     return pd.DataFrame(rows)
+
+
+def load_bow(root):
+    """One row per bag-of-words run (runs/bow/<dataset>.json): dataset, seed, n_train, ablation, valid_error, test_error."""
+    return pd.DataFrame([{"dataset": path.stem, **r} for path in sorted((root / "runs" / "bow").glob("*.json"))
+                         for r in read(path)["runs"]])
 
 
 def by_seed(df, column="valid_error", **where):
@@ -298,6 +306,183 @@ def lm_section(root, p, metrics):
             + md_table(["Model", "Data", "Perplexity", "Wall time (s)"], rows) + "\n")
 
 
+GPU_FLOPS = 40_000 * 3 * 88.4e6  # model FLOP/s on one GPU, stated, not measured: README's assumed 40,000 LM-training
+# tokens/s at the paper's sizes (one H100-class card) x 3 (forward and backward) x 88.4 MFLOP a token forward
+
+
+def scaling_levels(p):
+    """The compute-scaling study's levels (multiples of the profile's LM training tokens), the default 1 included;
+    [] when params has no study."""
+    levels = (p.get("scaling") or {}).get("levels") or []
+    return sorted({1, *levels}) if levels else []
+
+
+def scaling_paths(root, dataset, level, seeds):
+    """A level's pretrained and fine-tuned LM metrics and its test results by seed: level 1 is the profile's
+    default run; the others are under models/scaling/<level> and runs/scaling/<level>/<seed>."""
+    if level == 1:
+        return (root / "models" / "pretrained" / "fwd" / "metrics.json", root / "models" / "lm" / dataset / "fwd" / "metrics.json",
+                {s: root / "runs" / "evaluate" / dataset / f"{s}.json" for s in seeds})
+    models, runs = root / "models" / "scaling" / str(level), root / "runs" / "scaling" / str(level)
+    return (models / "pretrained" / "metrics.json", models / "lm" / "metrics.json",
+            {s: runs / str(s) / "test.json" for s in seeds})
+
+
+def scaling_frame(root, p, bow):
+    """One row per level and seed of the compute-scaling study (level, seed, pretrain_flops, finetune_flops, lm_flops,
+    ppl: the fine-tuned LM's validation perplexity, test_error of ULMFiT fwd), and bag of words' test errors by seed
+    at the ablation budget. An empty frame without a study."""
+    rows, dataset = [], (p.get("scaling") or {}).get("dataset")
+    for level in scaling_levels(p):
+        pretrained, lm, tests = scaling_paths(root, dataset, level, p["seeds"])
+        pretrained, lm = read(pretrained), read(lm)
+        rows += [{"level": level, "seed": seed, "pretrain_flops": pretrained["train_flops"],
+                  "finetune_flops": lm["train_flops"], "lm_flops": pretrained["train_flops"] + lm["train_flops"],
+                  "ppl": lm["valid_ppl"], "test_error": read(path)["models"]["ulmfit"]["test_error"]}
+                 for seed, path in tests.items()]
+    bow_errors = by_seed(bow, "test_error", dataset=dataset, ablation=True) if rows and len(bow) else {}
+    return pd.DataFrame(rows), bow_errors
+
+
+def level_means(frame):
+    """One row per level: its FLOPs and perplexity, and the mean test error over seeds with its 95% interval."""
+    rows = []
+    for _, g in frame.groupby("level"):
+        mean, half, n = mean_ci(g.test_error)
+        rows.append({**g.iloc[0][["level", "pretrain_flops", "finetune_flops", "lm_flops", "ppl"]].to_dict(),
+                     "error": mean, "ci": half, "seeds": n})
+    return pd.DataFrame(rows)
+
+
+def scaling_figure(frame, levels, fit, bow, dataset, out):
+    """Left: test error against LM FLOPs (seeds, level means with 95% intervals, the fitted line, bag of words with
+    its 95% band); right: the fine-tuned LM's validation perplexity against LM FLOPs."""
+    sns.set_theme(style="whitegrid")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.scatter(frame.lm_flops, 100 * frame.test_error, s=12, alpha=0.4, color="C0", label="ULMFiT fwd, each seed")
+    left.errorbar(levels.lm_flops, 100 * levels.error, yerr=100 * levels.ci.fillna(0), fmt="o", color="C0", capsize=3,
+                  label="mean over seeds, 95% CI")
+    if not math.isnan(fit["slope"]):
+        xs = np.linspace(np.log10(levels.lm_flops.min()), np.log10(levels.lm_flops.max()), 50)
+        left.plot(10**xs, 100 * (fit["intercept"] + fit["slope"] * xs), "--", color="C0", label="fit: error ~ log10 FLOPs")
+    mean, half = bow
+    if not math.isnan(mean):
+        left.axhline(100 * mean, color="C1", label="bag of words, 95% CI")
+        if not math.isnan(half):
+            left.axhspan(100 * (mean - half), 100 * (mean + half), color="C1", alpha=0.2)
+    left.set(xscale="log", xlabel="LM training FLOPs (pretraining + fine-tuning)", ylabel=f"{name(dataset)} test error (%)")
+    left.legend(fontsize=8)
+    right.plot(levels.lm_flops, levels.ppl, "o-", color="C2")
+    right.set(xscale="log", xlabel="LM training FLOPs (pretraining + fine-tuning)", ylabel=f"{name(dataset)} LM validation perplexity")
+    fig.tight_layout()
+    with atomic_path(out / "figures" / "scaling.png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return "figures/scaling.png"
+
+
+def num(value):
+    """A float for metrics.json: None for None, nan or infinity."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def pow10(value):
+    """10 ** value (inf past the float range); None for None, an unbounded end."""
+    with np.errstate(over="ignore"):
+        return None if value is None else float(np.power(10.0, value))
+
+
+def sci(value):
+    return "unbounded" if value is None else f"{value:.3g}"
+
+
+def where(fit, x):
+    """Whether the crossing lies outside the measured range of x."""
+    return "**extrapolation**" if not min(x) <= fit["crossing"] <= max(x) else "within the measured range"
+
+
+def compute_text(fit, log_flops, default_flops, bow_text):
+    """The log-compute fit's crossing in FLOPs, in multiples of the default level's and in GPU hours."""
+    if fit["crossing"] is None:
+        return (f"Against log compute the trend does not reach bag of words ({bow_text}) within the data's resolution: "
+                "the slope's 95% interval includes 0 or has error rising with compute.")
+    flops, (lo, hi) = pow10(fit["crossing"]), (pow10(e) for e in fit["crossing_ci"])
+    hours = [None if v is None else v / GPU_FLOPS / 3600 for v in (flops, lo, hi)]
+    return (f"Against log compute, {where(fit, log_flops)}: ULMFiT's fitted line reaches bag of words ({bow_text}) at "
+            f"**{sci(flops)} LM FLOPs** (95% interval {sci(lo)} to {sci(hi)}), {flops / default_flops:.3g}x the default "
+            f"level's {default_flops:.3g}; that is **{sci(hours[0])} GPU hours** ({sci(hours[1])} to {sci(hours[2])}) at "
+            f"{GPU_FLOPS:.3g} model FLOP/s, a stated rate, not measured (README's assumed 40,000 LM-training tokens/s "
+            "on one H100-class GPU at the paper's sizes x 3 x 88.4 MFLOP a token).")
+
+
+def ppl_text(fit, ppl, bow_text):
+    if fit["crossing"] is None:
+        return (f"Against perplexity the trend does not reach bag of words ({bow_text}) within the data's resolution: "
+                "the slope's 95% interval includes 0 or has error falling as perplexity rises.")
+    lo, hi = fit["crossing_ci"]
+    below = " (below 1, which no language model reaches)" if fit["crossing"] < 1 else ""
+    return (f"Against perplexity, {where(fit, ppl)}: the fitted line reaches bag of words at a fine-tuned LM "
+            f"perplexity of **{fit['crossing']:.3g}**{below} (95% interval {sci(lo)} to {sci(hi)}).")
+
+
+def slope_cell(fit, unit):
+    lo, hi = fit["slope_ci"]
+    return "–" if math.isnan(fit["slope"]) else f"{100 * fit['slope']:+.3g} ({100 * lo:+.3g} to {100 * hi:+.3g}) {unit}"
+
+
+def scaling_metrics(dataset, levels, bow, compute, ppl):
+    flops = pow10(compute["crossing"])
+    default = float(levels.lm_flops[levels.level == 1].iloc[0])
+    return {"dataset": dataset, "gpu_flops": GPU_FLOPS, "bow_test_error": num(bow[0]), "bow_test_error_ci": num(bow[1]),
+            "levels": {f"{r.level:g}": {"lm_flops": r.lm_flops, "ppl": r.ppl, "test_error": num(r.error),
+                                        "test_error_ci": num(r.ci), "seeds": int(r.seeds)} for r in levels.itertuples()},
+            "log_flops_fit": {"slope": num(compute["slope"]), "slope_ci": [num(v) for v in compute["slope_ci"]],
+                              "crossing_log10_flops": num(compute["crossing"]), "crossing_flops": num(flops),
+                              "crossing_flops_ci": [num(pow10(e)) for e in compute["crossing_ci"]],
+                              "crossing_multiple_of_default": None if flops is None else num(flops / default),
+                              "crossing_gpu_hours": None if flops is None else num(flops / GPU_FLOPS / 3600),
+                              "crossing_gpu_hours_ci": [None if e is None else num(pow10(e) / GPU_FLOPS / 3600)
+                                                        for e in compute["crossing_ci"]]},
+            "ppl_fit": {"slope": num(ppl["slope"]), "slope_ci": [num(v) for v in ppl["slope_ci"]],
+                        "crossing_ppl": num(ppl["crossing"]), "crossing_ppl_ci": [num(v) for v in ppl["crossing_ci"]]}}
+
+
+def scaling_section(p, frame, bow_errors, out, metrics):
+    """The compute-scaling study: figure, table, the two fits and where they reach bag of words; reports/scaling.csv
+    and metrics["scaling"]. Nothing (an empty list) without a study."""
+    if frame.empty:
+        return []
+    dataset, levels = p["scaling"]["dataset"], level_means(frame)
+    bow = mean_ci(bow_errors.values())[:2]
+    log_flops = np.log10(frame.lm_flops)
+    compute = trend(log_flops, frame.test_error, list(bow_errors.values()), sign=-1)
+    ppl = trend(frame.ppl, frame.test_error, list(bow_errors.values()), sign=1)
+    figure = scaling_figure(frame, levels, compute, bow, dataset, out)
+    with atomic_path(out / "scaling.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    metrics["scaling"] = scaling_metrics(dataset, levels, bow, compute, ppl)
+    budget = p[dataset]["budget"]
+    table = md_table(["Level (x default tokens)", "Pretraining FLOPs", "LM fine-tuning FLOPs", "LM FLOPs (sum)",
+                      f"{name(dataset)} LM perplexity", "Test error (%)", "Seeds"],
+                     [[f"{r.level:g}" + (" (default)" if r.level == 1 else ""), f"{r.pretrain_flops:.3g}",
+                       f"{r.finetune_flops:.3g}", f"{r.lm_flops:.3g}", f"{r.ppl:.1f}", fmt(r.error, r.ci), r.seeds]
+                      for r in levels.itertuples()])
+    fits = md_table(["Fit (test error over every seed's point)", "Slope (95% CI)"],
+                    [["error (%) against log10 LM FLOPs", slope_cell(compute, "points per 10x FLOPs")],
+                     [f"error (%) against {name(dataset)} LM perplexity", slope_cell(ppl, "points per unit of perplexity")]])
+    bow_text = f"{fmt(*bow)}%"
+    default = float(levels.lm_flops[levels.level == 1].iloc[0])
+    return [f"## Compute scaling: where ULMFiT overtakes bag of words ({name(dataset)}, "
+            f"{f'{budget:,}' if budget else 'all'} labels)\n\n"
+            "ULMFiT forward at several LM-compute levels: pretraining and LM fine-tuning tokens scaled together, a "
+            "level being the multiple of the profile's own (level 1, the default run). LM FLOPs are those the two "
+            "stages counted while training. Test error: mean over seeds with its 95% Student-t interval; bag of "
+            "words on the same labelled examples. Fits: least squares over every seed's point; where a fit reaches "
+            "bag of words, its 95% interval is Fieller's (the line's and bag of words' uncertainty together).\n\n"
+            f"![Compute scaling]({figure})\n\n{table}\n\n{fits}\n\n"
+            f"- {compute_text(compute, log_flops, default, bow_text)}\n- {ppl_text(ppl, frame.ppl, bow_text)}\n"]
+
+
 ULMFIT_LMS = ("fwd", "bwd")  # the language models ULMFiT's classifiers start from, pretrained and fine-tuned
 CURVES = {"train_loss": "training", "valid_loss": "validation"}  # DVCLive metric -> curve label
 
@@ -437,8 +622,7 @@ def main(root=ROOT):
     runs = load_runs(root)
     if runs.empty:
         raise SystemExit("report: no classifier runs under runs/; run the pipeline (dvc repro) first")
-    bow = pd.DataFrame([{"dataset": path.stem, **r} for path in sorted((root / "runs" / "bow").glob("*.json"))
-                        for r in read(path)["runs"]])
+    bow = load_bow(root)
     infos = {d: read(root / "data" / "prepared" / d / "info.json") for d in ["corpus"] + main_datasets}
     out, metrics = root / "reports", {}
     sections = header(p) + [data_section(p, infos, main_datasets), main_results(root, main_datasets, bow, paper, metrics)]
@@ -452,6 +636,7 @@ def main(root=ROOT):
         sections.append(figure3_section(curve, out))
     sections.insert(2, findings_section(p, metrics, rows, curve))
     sections += [lm_section(root, p, metrics)] + lm_curves_section(root, datasets, out)
+    sections += scaling_section(p, *scaling_frame(root, p, bow), out, metrics)
     sections += [convergence_section(runs), cost_section(root, cost_frame(root, infos, runs), metrics)]
     with atomic_path(out / "runs.csv") as tmp:
         runs.drop(columns=["started", "finished"]).to_csv(tmp, index=False)
