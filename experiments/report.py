@@ -558,6 +558,11 @@ def cost_frame(root, infos, runs):
     stages += [("finetune_lm", f"{path.parent.parent.name}/{path.parent.name}", read(path))
                for path in sorted((root / "models" / "lm").glob("*/*/metrics.json"))]
     stages += [("bow", path.stem, read(path)) for path in sorted((root / "runs" / "bow").glob("*.json"))]
+    study = root / "models" / "scaling"  # the compute-scaling study: its LMs, then each seed's classifier and test
+    stages += [(f"scaling_{kind}", path.parents[1].name, read(path)) for kind, model in (("pretrain", "pretrained"),
+               ("finetune_lm", "lm")) for path in sorted(study.glob(f"*/{model}/metrics.json"))]
+    stages += [("scaling_clf", f"{path.parents[1].name}/{path.parent.name}", read(path))
+               for path in sorted((root / "runs" / "scaling").glob("*/*/*.json"))]
     stages += [("evaluate", path.parent.name, read(path)) for path in sorted((root / "runs" / "evaluate").glob("*/*.json"))
                if path.name != "summary.json"]
     rows = [(stage, inst, m["wall_s"], m["peak_mem_mb"], m["started"], m["finished"], m.get("precision"),
@@ -602,15 +607,25 @@ def cost_section(root, cost, metrics):
                         for r in summary.itertuples()])
             + f"\n\nSum of stage work: {cost.wall_s.sum() / 60:.1f} min. Elapsed: {elapsed:.1f} min. Outside the stages' "
             f"own work (process start-up, imports, DVC): {max(0.0, elapsed - cost.wall_s.sum() / 60):.1f} min.\n\n{used}\n")
+    study = cost[cost.stage.str.startswith("scaling_")].wall_s.sum() / 60
+    if study:
+        metrics["cost"]["scaling_minutes"] = round(study, 2)
+        text += (f"\nOf the elapsed time, the compute-scaling study's stages (scaling_*) worked {study:.1f} min; the "
+                 f"run without them: about {elapsed - study:.1f} min.\n")
     if calib:
         rate, ref = calib["tokens_per_s"], calib["reference_tokens_per_s"]
         normalized = elapsed * rate / ref
         metrics["cost"].update(calibration_tokens_per_s=round(rate, 1), normalized_minutes=round(normalized, 2))
+        if study:
+            metrics["cost"].update(normalized_scaling_minutes=round(study * rate / ref, 2),
+                                   normalized_minutes_without_scaling=round((elapsed - study) * rate / ref, 2))
         text += (f"\nCalibration (stage `calibrate`, measured on this machine in this run, {calib['measured']}): "
                  f"{rate:,.0f} LM-training tokens/s (median of {calib['steps']} timed steps, 10-90% of steps "
                  f"{calib['slow_tokens_per_s']:,.0f}-{calib['fast_tokens_per_s']:,.0f}) on benchmarks/calibrate.py's fixed case (torch's own LSTM LM at the cpu-profile sizes 128/192/10k, {calib.get('precision', 'bf16')}: none of this suite's engine); the "
                  f"reference machine runs it at {ref:,} (in bf16). Normalized minutes = elapsed x calibration / {ref:,} = "
-                 f"{elapsed:.1f} x {rate:,.0f} / {ref:,} = **{normalized:.1f}**.\n")
+                 f"{elapsed:.1f} x {rate:,.0f} / {ref:,} = **{normalized:.1f}**"
+                 + (f": {(elapsed - study) * rate / ref:.1f} for the run without the study and {study * rate / ref:.1f} "
+                    "for the study." if study else ".") + "\n")
     return text
 
 
