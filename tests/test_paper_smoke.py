@@ -170,10 +170,11 @@ def test_classifiers_read_bpt3c_chunks_of_70_up_to_1400_tokens(run):
 @pytest.mark.slow
 def test_early_stopping_chooses_on_the_selection_split_and_patience_ends_runs(run):
     work, params, _, _ = run
-    epochs, patience = params["clf"]["epochs"], params["clf"]["patience"]
+    patience = params["clf"]["patience"]
     stopped = []
     for path in (work / "runs").glob("*/*/*/*/metrics.json"):
         m = json.loads(path.read_text())
+        epochs = (params[path.parents[2].name]["clf"] or {}).get("epochs", params["clf"]["epochs"])  # the dataset's
         checks = [h["select_error"] for h in m["history"] if "select_error" in h]
         if not checks:  # ULMFiT's recipes and the LM variants: every epoch, scored on the validation split
             continue
