@@ -127,6 +127,32 @@ def test_cost_is_normalized_by_the_calibration_of_the_same_run(run):
     assert f"| finetune_lm (own LM of a supervised run) | {len(own)} | " in (work / "reports" / "index.md").read_text()
 
 
+def test_the_compute_scaling_study_ran_every_level_and_the_report_fits_it(run):
+    """The tiny profile's study: its levels' stages, each LM's counted FLOPs, level 1 read from the default runs."""
+    work, params, result = run
+    levels = params["scaling"]["levels"]
+    ran = set(re.findall(r"Running stage '([^']+)'", result.stdout))
+    assert {f"scaling_{step}@{level}" for step in ("pretrain", "finetune_lm", "clf") for level in levels} <= ran
+    flops = {}
+    for level in levels:
+        pre, lm = (json.loads((work / "models" / "scaling" / str(level) / k / "metrics.json").read_text())
+                   for k in ("pretrained", "lm"))
+        flops[level] = pre["train_flops"] + lm["train_flops"]
+        for seed in params["seeds"]:
+            test = json.loads((work / "runs" / "scaling" / str(level) / str(seed) / "test.json").read_text())
+            assert 0 <= test["models"]["ulmfit"]["test_error"] <= 1
+    default = sum(json.loads(path.read_text())["train_flops"] for path in
+                  (work / "models" / "pretrained" / "fwd" / "metrics.json", work / "models" / "lm" / "trec" / "fwd" / "metrics.json"))
+    assert flops[min(levels)] < default < flops[max(levels)]  # below 1 less text, above 1 more epochs
+    assert flops[2] == pytest.approx(2 * default, rel=0.01)
+    frame = pd.read_csv(work / "reports" / "scaling.csv")
+    assert sorted(frame.level.unique()) == sorted([1, *levels]) and len(frame) == (len(levels) + 1) * len(params["seeds"])
+    report = (work / "reports" / "index.md").read_text()
+    assert "## Compute scaling" in report and (work / "reports" / "figures" / "scaling.png").stat().st_size > 1000
+    cost = json.loads((work / "reports" / "metrics.json").read_text())["cost"]
+    assert cost["scaling_minutes"] > 0 and "scaling_pretrain" in report.split("## Cost")[1]
+
+
 def test_metrics_and_plots_commands_work(run):
     work, _, _ = run
     shown = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=work, capture_output=True, text=True, env=env(work))
