@@ -21,6 +21,7 @@ import seaborn as sns
 import yaml
 from common import ROOT, listed, load_params, load_variants
 
+from ulmfit.awd_lstm import lm_flops
 from ulmfit.io import atomic_path, write_json, write_text
 from ulmfit.stats import fmt, mean_ci, paired_diff, trend
 
@@ -306,8 +307,9 @@ def lm_section(root, p, metrics):
             + md_table(["Model", "Data", "Perplexity", "Wall time (s)"], rows) + "\n")
 
 
-GPU_FLOPS = 40_000 * 3 * 88.4e6  # model FLOP/s on one GPU, stated, not measured: README's assumed 40,000 LM-training
-# tokens/s at the paper's sizes (one H100-class card) x 3 (forward and backward) x 88.4 MFLOP a token forward
+GPU_FLOPS = 40_000 * 3 * lm_flops(400, 1150, 60_000)  # model FLOP/s on one GPU, stated, not measured: README's
+# assumed 40,000 LM-training tokens/s at the paper's sizes (one H100-class card) x 3 (forward and backward) x the
+# forward FLOPs a token there (88.4 MFLOP)
 
 
 def scaling_levels(p):

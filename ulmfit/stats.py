@@ -35,7 +35,6 @@ def fmt(mean, half, scale=100.0, digits=2, signed=False):
     return text if half is None or math.isnan(half) else f"{text} ± {half * scale:.{digits}f}"
 
 
-
 def fieller(slope, d, s2, sxx, w, t):
     """The set of u where (d + slope u)^2 <= t^2 (w + s2 u^2 / sxx), as (low, high); None at an unbounded end."""
     a, b, c = slope**2 - t**2 * s2 / sxx, 2 * slope * d, d**2 - t**2 * w
