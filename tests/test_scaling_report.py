@@ -108,3 +108,25 @@ def test_no_study_no_section_and_no_files(tmp_path, params):
     assert frame.empty and bow_errors == {}
     assert report.scaling_section(params, frame, bow_errors, out, metrics) == []
     assert metrics == {} and not out.exists()
+
+
+def test_findings_say_what_the_study_shows_and_what_it_cannot(tmp_path):
+    metrics = {}
+    report.scaling_section(PARAMS, *report.scaling_frame(tmp_path, PARAMS, fake_runs(tmp_path)), tmp_path / "reports", metrics)
+    text = report.scaling_findings(metrics["scaling"])
+    # 6 levels, 1/16 to 2: 32x; slope -5 points per 10x; default 25.00 ± 2.48 against bag of words 18.00 ± 2.48;
+    # the line reaches 18% at 10^1.4 = 25.1x the default's 1e15 FLOPs, past level 2: an extrapolation
+    assert "over 6 levels spanning 32x of LM compute, test error falls by 5 points per 10x LM compute" in text
+    assert "ULMFiT's 25.00 ± 2.48% stands against bag of words' 18.00 ± 2.48%" in text
+    assert f"reaches bag of words at about 25.1x the default LM compute ({10**16.4:.2g} FLOPs" in text
+    assert "an **extrapolation** beyond the measured levels" in text and "What it cannot show" in text
+    assert f"{report.PAPER_IMDB_LM_FLOPS / 1e15:,.0f}x the default level" in text
+
+
+def test_findings_of_a_flat_study_resolve_no_trend(tmp_path):
+    metrics = {}
+    report.scaling_section(PARAMS, *report.scaling_frame(tmp_path, PARAMS, fake_runs(tmp_path, slope=0.0)),
+                           tmp_path / "reports", metrics)
+    text = report.scaling_findings(metrics["scaling"])
+    assert "no trend is resolved" in text and "the fitted line does not reach bag of words" in text
+    assert "extrapolation" not in text and report.scaling_findings(None) == ""
